@@ -1,0 +1,153 @@
+"""The `tl-jax` command line.
+
+  tl-jax train [--config=configs/x.py[:arg]] [--config.key=value ...] [--workdir=DIR]
+  tl-jax eval  --workdir=DIR            (evaluate the latest checkpoint of a run)
+  tl-jax info  [--config=...]           (print the resolved config and a model summary)
+
+Without --config, the default job (configs/default.py) runs: the packaged MiniLM transferred to
+BBC News, offline. Errors are one line naming the fix; --debug shows the traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import os
+import pathlib
+import sys
+
+# Quiet, offline-friendly defaults, set before jax/transformers are imported.
+os.environ.setdefault("USE_TORCH", "0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+COMMANDS = ("train", "eval", "info")
+REPO_CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG = str(REPO_CONFIGS / "default.py")
+
+class UsageError(ValueError):
+  """A command line that cannot run; the message says how to fix it."""
+
+
+def _fail(message: str, code: int = 2) -> None:
+  print(f"tl-jax: error: {message}", file=sys.stderr)
+  sys.exit(code)
+
+
+def _config_path(argv: list[str]) -> str:
+  for arg in argv:
+    if arg.startswith("--config="):
+      return arg.split("=", 1)[1]
+  return DEFAULT_CONFIG
+
+
+def _load_config_module(path_with_arg: str):
+  path, _, arg = path_with_arg.partition(":")
+  if not os.path.exists(path):
+    raise UsageError(f"config file {path!r} not found (configs live in {REPO_CONFIGS})")
+  spec = importlib.util.spec_from_file_location("_tl_jax_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise UsageError(f"config file {path!r} has no get_config(arg) function")
+  return module.get_config(arg or None) if arg else module.get_config()
+
+
+def _flat_keys(config, prefix: str = "") -> list[str]:
+  keys = []
+  for key, value in config.items():
+    name = f"{prefix}{key}"
+    keys.append(name)
+    if hasattr(value, "items"):
+      keys.extend(_flat_keys(value, name + "."))
+  return keys
+
+
+def check_overrides(argv: list[str]) -> None:
+  """A missing config file, or an unknown `--config.key` (naming the closest valid key)."""
+  overrides = [a[len("--config."):].split("=", 1)[0] for a in argv if a.startswith("--config.")]
+  valid = _flat_keys(_load_config_module(_config_path(argv)))
+  for key in overrides:
+    if key not in valid:
+      close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+      hint = f"; did you mean --config.{close[0]}?" if close else ""
+      raise UsageError(f"unknown config key --config.{key}{hint}")
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(str(e).splitlines()[0])
+
+
+def _command(argv: list[str]) -> str:
+  positional = argv[1:]
+  if not positional:
+    return "train"
+  if len(positional) > 1 or positional[0] not in COMMANDS:
+    raise UsageError(f"unknown command {' '.join(positional)!r}; commands: {', '.join(COMMANDS)}")
+  return positional[0]
+
+
+def main(argv: list[str]) -> None:
+  command = _command(argv)
+  config = _CONFIG.value
+  if command == "info":
+    from tl_jax import summary
+    summary.print_info(config)
+    return
+  workdir = _WORKDIR.value
+  if not workdir:
+    raise UsageError("--workdir=DIR is required (where checkpoints and metrics.jsonl go)")
+  from tl_jax.train import loop
+  if command == "train":
+    loop.train(config, workdir, overwrite=_OVERWRITE.value)
+  else:
+    loop.evaluate(config, workdir)
+
+
+def _main_guarded(argv: list[str]) -> None:
+  try:
+    main(argv)
+  except KeyboardInterrupt:
+    _fail("interrupted", code=130)
+  except Exception as e:  # One line for the user; --debug for the traceback.
+    if _DEBUG.value:
+      raise
+    logging.flush()
+    _fail(f"{e}" if isinstance(e, UsageError) else f"{type(e).__name__}: {e}")
+
+
+def _define_flags() -> None:
+  # Defined at run time, not import time: config_flags reads the overrides from sys.argv as
+  # soon as the flag exists, and check_overrides must see them first.
+  global _CONFIG, _WORKDIR, _DEBUG, _OVERWRITE
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", DEFAULT_CONFIG, "Experiment config file, optionally with `:arg`.")
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, export).")
+  _DEBUG = flags.DEFINE_bool("debug", False, "Show full tracebacks instead of one-line errors.")
+  _OVERWRITE = flags.DEFINE_bool(
+      "overwrite", False, "Move a workdir holding another run's checkpoints aside; start anew.")
+
+
+def run() -> None:
+  """Console-script entry point."""
+  argv = sys.argv
+  if "--help" in argv or "-h" in argv:
+    print(__doc__)
+  try:
+    check_overrides(argv)
+  except Exception as e:
+    if "--debug" in argv:
+      raise
+    _fail(str(e))
+  _define_flags()
+  app.run(_main_guarded, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+  run()
