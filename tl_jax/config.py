@@ -36,21 +36,29 @@ def data_section() -> mlc.ConfigDict:
         few_shot=0,  # k labelled examples per class for training; 0 = all
         labeled=True,  # False: labels hidden from the loss (unsupervised domain adaptation)
         head='',  # '' = the shared classification head; else a named head of its own
+        text_fields=(),  # () = data.text_fields; else this domain's own
     ))
 
   return mlc.ConfigDict(dict(
       target=domain('bbc_news'),
       source=domain(''),
       data_dir='',  # '' = TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR)
-      text_fields=('title', 'body'),
+      text_fields=('title', 'body'),  # one field, or two tokenised as a pair
       max_length=128,
       image_size=0,  # 0 = the model's image size
+      image_channels=0,  # 0 = as stored; 3 repeats grayscale for an RGB model
+      image_mean=(0.5,),  # normalise (x - mean) / std, x in 0..1; one value or one per channel
+      image_std=(0.5,),
       augment=False,  # images: random crop + flip
-      mixup=0.0,  # mixup alpha; 0 = off
+      augment_flip=True,  # with augment: also flip left-right (False for digits, text in images)
+      mixup=0.0,  # mixup alpha; 0 = off (train images; adds label_probs [B, K] to the batch)
       batch_size=32,  # global, per domain
       eval_batch_size=64,
       shuffle_seed=0,
-      worker_count=0,
+      few_shot_seed=0,  # which k examples per class a few-shot run gets
+      worker_count=0,  # >0: grain worker processes (needs a __main__ guard)
+      read_threads=2,
+      prefetch_batches=4,
   ))
 
 

@@ -1,0 +1,190 @@
+"""Dataset names -> prepared TFDS builders -> random-access data sources, and what they hold.
+
+A name is any TFDS name (`glue/sst2`, `cifar10`, `digits/rotated`, `bbc_news:1.0.0`) or
+`folder:/path/to/DIR` for the generic folder builder. Data are read with `tfds.data_source`
+(array_record, no TensorFlow). A dataset that is not on disk is prepared once into `data_dir`:
+that TFDS prepare step is the only thing that writes there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import re
+import threading
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from tl_jax.data import builders  # registers bbc_news, digits, folder  # pylint: disable=unused-import
+from tl_jax.data import errors
+from tl_jax.data.builders import folder
+
+FOLDER_PREFIX = 'folder:'
+_LOCK = threading.Lock()  # one prepare at a time per process
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What the model and the trainer need to know about one dataset (one domain)."""
+  name: str
+  kind: str  # 'text' | 'image'
+  num_classes: int  # 0 when the dataset has no label feature
+  class_names: tuple[str, ...]
+  splits: dict[str, int]  # split name -> number of examples
+  image_shape: tuple[int, int, int] | None  # stored (H, W, C); None for text or varying sizes
+  text_fields: tuple[str, ...]  # the dataset's Text features, in feature order
+  label_key: str | None
+  image_key: str | None
+
+  @property
+  def has_labels(self) -> bool:
+    return self.label_key is not None
+
+
+def _known_names() -> list[str]:
+  return sorted(set(tfds.list_builders(with_community_datasets=False)))
+
+
+def _unknown_name_error(name: str, candidates: list[str], what: str = 'dataset'):
+  close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
+  hint = f'close matches: {", ".join(close)}' if close else (
+      'see tfds.list_builders(); our own: bbc_news, digits/<config>, folder:/path/to/DIR')
+  return errors.DatasetNotFoundError(f'unknown {what} {name!r}; {hint}')
+
+
+def _default_data_dir(data_dir: str | None) -> str | None:
+  return data_dir or None  # '' in the config means the TFDS default
+
+
+def _check_name(name: str) -> None:
+  """Unknown builder or config names fail here, before anything touches the disk."""
+  if not name:
+    raise errors.DatasetNotFoundError(
+        'no dataset name given; set data.target.name (e.g. bbc_news, digits/inverted)')
+  base = re.split('[/:]', name, maxsplit=1)[0]
+  known = _known_names()
+  if base not in known:
+    raise _unknown_name_error(base, known)
+  if '/' in name:
+    config = name.split('/', 1)[1].split(':')[0]
+    builder_cls = tfds.builder_cls(base)
+    configs = [c.name for c in (getattr(builder_cls, 'BUILDER_CONFIGS', None) or [])]
+    if config not in configs:
+      raise _unknown_name_error(f'{base}/{config}', [f'{base}/{c}' for c in configs],
+                                what='dataset config')
+
+
+@functools.lru_cache(maxsize=None)
+def _builder_cached(name: str, data_dir: str | None, fingerprint: str):
+  del fingerprint  # part of the cache key only: a changed folder is a new dataset
+  if name.startswith(FOLDER_PREFIX):
+    return folder.make_builder(name[len(FOLDER_PREFIX):], data_dir)
+  _check_name(name)
+  return tfds.builder(name, data_dir=data_dir, file_format='array_record')
+
+
+def get_builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
+  """The prepared builder of `name` (prepares it into data_dir the first time)."""
+  data_dir = _default_data_dir(data_dir)
+  fingerprint = ''
+  if name.startswith(FOLDER_PREFIX):
+    fingerprint = folder.fingerprint(name[len(FOLDER_PREFIX):])
+  builder = _builder_cached(name, data_dir, fingerprint)
+  with _LOCK:
+    if not builder.is_prepared():
+      prepare(builder, name)
+  return builder
+
+
+def prepare(builder: tfds.core.DatasetBuilder, name: str) -> None:
+  """The TFDS prepare step: offline for our builders; downloads for the others."""
+  try:
+    builder.download_and_prepare(file_format='array_record')
+  except errors.DataError:
+    raise
+  except ModuleNotFoundError as e:
+    if 'tensorflow' in str(e):
+      raise errors.DatasetNotPreparedError(
+          f'preparing {name!r} needs TensorFlow (pip install "tl_jax[tensorflow]"), or prepare '
+          f'it elsewhere: tfds build {name} --file_format=array_record '
+          f'--data_dir={builder.data_dir_root}') from e
+    raise
+  except Exception as e:  # network errors come in many types
+    raise errors.DatasetNotPreparedError(
+        f'{name!r} is not prepared in {builder.data_dir_root} and preparing it failed '
+        f'({type(e).__name__}: {str(e)[:200]}); offline, prepare it on a machine with network: '
+        f'tfds build {name} --file_format=array_record --data_dir=DIR and copy DIR here '
+        f'(data.data_dir=DIR)') from e
+
+
+def _features(builder) -> dict[str, Any]:
+  return dict(builder.info.features.items())
+
+
+def _image_key(features: dict[str, Any]) -> str | None:
+  def is_image(f):
+    return isinstance(f, tfds.features.Image) or (
+        isinstance(f, tfds.features.Tensor) and len(f.shape) in (2, 3)
+        and np.dtype(f.np_dtype) in (np.uint8, np.float32))
+  if 'image' in features and is_image(features['image']):
+    return 'image'
+  keys = [k for k, f in features.items() if is_image(f)]
+  return keys[0] if len(keys) == 1 else None
+
+
+def _label_key(features: dict[str, Any]) -> str | None:
+  if isinstance(features.get('label'), tfds.features.ClassLabel):
+    return 'label'
+  keys = [k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)]
+  return keys[0] if len(keys) == 1 else None
+
+
+def info(name: str, data_dir: str | None = None) -> DatasetInfo:
+  """Kind, classes, split sizes and feature keys of a dataset (prepares it if needed)."""
+  builder = get_builder(name, data_dir)
+  features = _features(builder)
+  image_key = _image_key(features)
+  text_fields = tuple(k for k, f in features.items() if isinstance(f, tfds.features.Text))
+  label_key = _label_key(features)
+  if image_key:
+    kind = 'image'
+    shape = tuple(features[image_key].shape)
+    shape = shape + (1,) if len(shape) == 2 else shape
+    image_shape = shape if all(isinstance(d, int) and d > 0 for d in shape) else None
+  elif text_fields:
+    kind, image_shape = 'text', None
+  else:
+    raise errors.DataError(
+        f'{name!r} has neither an image nor a text feature (features: {sorted(features)}); '
+        'tl_jax classifies images or text')
+  class_names = tuple(features[label_key].names) if label_key else ()
+  return DatasetInfo(
+      name=name, kind=kind, num_classes=len(class_names), class_names=class_names,
+      splits={k: v.num_examples for k, v in builder.info.splits.items()},
+      image_shape=image_shape, text_fields=text_fields, label_key=label_key,
+      image_key=image_key)
+
+
+def data_source(name: str, split: str, data_dir: str | None = None):
+  """A random-access source (len, [i], __getitems__) of one split, never empty."""
+  builder = get_builder(name, data_dir)
+  available = sorted(builder.info.splits.keys())
+  base = split.split('[')[0]
+  if base not in available:
+    raise errors.DatasetNotFoundError(
+        f'{name!r} has no split {split!r}; its splits: {", ".join(available)}')
+  try:
+    source = builder.as_data_source(split=split)
+  except ModuleNotFoundError as e:
+    raise errors.DatasetNotPreparedError(
+        f'reading {name!r} needs TensorFlow ({e}); pip install "tl_jax[tensorflow]"') from e
+  except (ValueError, KeyError) as e:
+    raise errors.DatasetNotFoundError(f'cannot read split {split!r} of {name!r}: {e}') from e
+  if len(source) == 0:
+    raise errors.EmptyDatasetError(
+        f'split {split!r} of {name!r} is empty; choose another split (splits: '
+        f'{", ".join(f"{k}={v.num_examples}" for k, v in builder.info.splits.items())})')
+  return source
