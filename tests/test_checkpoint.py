@@ -1,0 +1,339 @@
+"""Checkpoints (orbax) and the workdir: resume across stages, keep-K/best, crash leftovers,
+corruption fallback, NaN refusal, the run lock and the model fingerprint."""
+
+import json
+import logging
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from tl_jax.train import checkpoint as ckpt_lib
+from tl_jax.train import workdir as workdir_lib
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny train state whose optimizer-state tree changes with the freezing stage.
+
+PARAMS = {
+    "encoder": {"kernel": jax.random.normal(jax.random.key(0), (64, 64))},  # a real data file
+    "head": {"kernel": jnp.ones((64, 3)), "bias": jnp.zeros(3)},
+}
+
+
+def _tx(stage):
+  labels = {"encoder": {"kernel": "train" if stage else "frozen"},
+            "head": {"kernel": "train", "bias": "train"}}
+  return optax.multi_transform({"train": optax.adam(1e-3), "frozen": optax.set_to_zero()}, labels)
+
+
+def _state(stage, step, scale=1.0):
+  params = jax.tree.map(lambda x: x * scale, PARAMS)
+  opt_state = _tx(stage).init(params)
+  # Non-trivial optimizer moments so a wrong restore would show.
+  opt_state = jax.tree.map(lambda x: x + step if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                           opt_state)
+  return {"params": params, "opt_state": opt_state, "step": jnp.int32(step),
+          "rng": jax.random.key(step)}
+
+
+def _template(meta):
+  return _state(meta["stage"], 0, scale=0.0)
+
+
+def _assert_state_equal(a, b):
+  a = jax.tree.map(lambda x: jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+                   else x, a)
+  b = jax.tree.map(lambda x: jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+                   else x, b)
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _make(tmp_path, **kwargs):
+  kwargs.setdefault("save_every", 10)
+  return ckpt_lib.Checkpointer(tmp_path / "checkpoints", **kwargs)
+
+
+def _largest_file(step_dir):
+  files = [p for p in (step_dir / "state").rglob("*") if p.is_file()]
+  return max(files, key=lambda p: p.stat().st_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+def test_round_trip_with_stage_dependent_optimizer_state(tmp_path):
+  ckpt = _make(tmp_path)
+  assert ckpt.restore_latest(_template) is None  # fresh run
+  saved = {10: _state(0, 10), 20: _state(1, 20)}
+  assert ckpt.save(10, saved[10], {"stage": 0, "data": {"next_index": 5}})
+  assert not ckpt.save(15, saved[10], {"stage": 0})  # off the interval
+  assert ckpt.save(20, saved[20], {"stage": 1, "data": {"next_index": 9}})
+  ckpt.close()
+
+  ckpt = _make(tmp_path)  # a new process would do this
+  assert ckpt.latest_meta() == (20, {"stage": 1, "data": {"next_index": 9}})
+  restored = ckpt.restore_latest(_template)
+  assert (restored.step, restored.meta["stage"], restored.skipped) == (20, 1, ())
+  _assert_state_equal(restored.state, saved[20])
+  # The older step has the stage-0 tree (no optimizer state for the frozen encoder).
+  assert ckpt.read_meta(10)["stage"] == 0
+  _assert_state_equal(ckpt.restore(10, _template({"stage": 0})), saved[10])
+  with pytest.raises(ckpt_lib.CheckpointTemplateError, match="step 10.*in the template but not"):
+    ckpt.restore(10, _template({"stage": 1}))
+  ckpt.close()
+
+
+def test_keep_latest_and_best_survives_restart(tmp_path):
+  ckpt = _make(tmp_path, keep=2, best_metric="target/validation/accuracy")
+  accuracy = {10: 0.5, 20: 0.9, 30: 0.6, 40: 0.7}
+  for step, acc in accuracy.items():
+    ckpt.save(step, _state(0, step), {"stage": 0},
+              metrics={"target/validation/accuracy": jnp.float32(acc)})
+  ckpt.wait()
+  assert ckpt.steps() == [20, 30, 40] and ckpt.best_step() == 20
+  ckpt.close()
+
+  ckpt = _make(tmp_path, keep=2, best_metric="target/validation/accuracy")
+  ckpt.save(50, _state(0, 50), {"stage": 0})  # no eval at this step
+  # A new best off the interval is saved anyway: the best eval must not be lost.
+  assert ckpt.save(55, _state(0, 55), {"stage": 0},
+                   metrics={"target/validation/accuracy": 0.95})
+  assert not ckpt.save(56, _state(0, 56), {"stage": 0},
+                       metrics={"target/validation/accuracy": 0.3})
+  ckpt.wait()
+  assert ckpt.steps() == [50, 55] and ckpt.best_step() == 55
+  with pytest.raises(ckpt_lib.CheckpointError, match="best_metric .* not among"):
+    ckpt.save(60, _state(0, 60), {"stage": 0}, metrics={"target/test/accuracy": 0.9})
+  ckpt.close()
+
+  # mode min (a loss): the lowest is kept.
+  ckpt = ckpt_lib.Checkpointer(tmp_path / "min", save_every=10, keep=1, best_metric="loss",
+                               best_mode="min")
+  for step, loss in {10: 0.3, 20: 0.1, 30: 0.2}.items():
+    ckpt.save(step, _state(0, step), {"stage": 0}, metrics={"loss": loss})
+  ckpt.wait()
+  assert ckpt.steps() == [20, 30] and ckpt.best_step() == 20
+  ckpt.close()
+
+
+def test_interrupted_writes_are_never_taken_as_complete(tmp_path):
+  ckpt = _make(tmp_path)
+  ckpt.save(10, _state(0, 10), {"stage": 0})
+  ckpt.save(20, _state(0, 20), {"stage": 0})
+  ckpt.close()
+  directory = tmp_path / "checkpoints"
+  # A save killed before orbax's rename, and a step directory without the commit marker.
+  leftover = directory / "30.orbax-checkpoint-tmp-1700000000"
+  import shutil
+  shutil.copytree(directory / "20", leftover)
+  shutil.copytree(directory / "20", directory / "40")
+  (directory / "40" / ckpt_lib.COMMIT_MARKER).unlink()
+
+  ckpt = _make(tmp_path)
+  assert ckpt.steps() == [10, 20]
+  restored = ckpt.restore_latest(_template)
+  assert restored.step == 20
+  assert not (directory / "40").exists()
+  assert [p.name.split("-")[:2] for p in (tmp_path / "checkpoints_rejected").iterdir()] == [
+      ["40", "incomplete"]]
+  # The rerun writes those steps again.
+  assert ckpt.save(30, _state(0, 30), {"stage": 0}) and ckpt.save(40, _state(0, 40), {"stage": 0})
+  ckpt.close()
+  assert _make(tmp_path).steps() == [30, 40]  # keep=2
+
+
+@pytest.mark.parametrize("damage", ["flip_byte", "truncate", "meta"])
+def test_corrupted_latest_falls_back_with_a_warning(tmp_path, caplog, damage):
+  ckpt = _make(tmp_path, keep=3)
+  good = _state(0, 10)
+  ckpt.save(10, good, {"stage": 0})
+  ckpt.save(20, _state(0, 20), {"stage": 0})
+  ckpt.close()
+  step_dir = tmp_path / "checkpoints" / "20"
+  if damage == "meta":
+    (step_dir / "meta" / "metadata").write_text('{"sta')
+  else:
+    data = _largest_file(step_dir)
+    raw = bytearray(data.read_bytes())
+    if damage == "flip_byte":
+      raw[len(raw) // 2] ^= 0xFF
+    else:
+      raw = raw[: len(raw) // 2]
+    data.write_bytes(bytes(raw))
+
+  if damage == "flip_byte":  # orbax has no data checksum: without ours this restores silently
+    unchecked = _make(tmp_path, keep=3, verify=False)
+    flipped = unchecked.restore(20, _template({"stage": 0}))["params"]["encoder"]["kernel"]
+    assert not np.array_equal(flipped, _state(0, 20)["params"]["encoder"]["kernel"])
+    unchecked.close()
+  ckpt = _make(tmp_path, keep=3)
+  with caplog.at_level(logging.WARNING):
+    restored = ckpt.restore_latest(_template)
+  assert restored.step == 10 and restored.skipped == (20,)
+  _assert_state_equal(restored.state, good)
+  assert any("step 20" in r.getMessage() and "unusable" in r.getMessage() for r in caplog.records)
+  assert ckpt.steps() == [10]  # moved aside, not deleted
+  assert [p.name.split("-")[:2] for p in (tmp_path / "checkpoints_rejected").iterdir()] == [
+      ["20", "corrupt"]]
+  assert ckpt.save(20, _state(0, 20), {"stage": 0})  # the rerun can write step 20 again
+  ckpt.close()
+
+
+def test_no_usable_checkpoint_is_one_clear_error(tmp_path):
+  ckpt = _make(tmp_path)
+  ckpt.save(10, _state(0, 10), {"stage": 0})
+  ckpt.close()
+  _largest_file(tmp_path / "checkpoints" / "10").write_bytes(b"garbage")
+  ckpt = _make(tmp_path)
+  with pytest.raises(ckpt_lib.NoUsableCheckpointError) as error:
+    ckpt.restore_latest(_template)
+  message = str(error.value)
+  assert "\n" not in message and "step 10" in message and "--workdir" in message
+  assert isinstance(error.value, ValueError)
+  assert (tmp_path / "checkpoints" / "10").exists()  # nothing moved when nothing restores
+  ckpt.close()
+
+
+def test_non_finite_state_never_displaces_the_last_good_checkpoint(tmp_path):
+  ckpt = _make(tmp_path, keep=1)
+  ckpt.save(10, _state(0, 10), {"stage": 0})
+  poisoned = _state(0, 20)
+  poisoned["params"]["head"]["bias"] = jnp.array([0.0, jnp.nan, 0.0])
+  with pytest.raises(ckpt_lib.NonFiniteStateError, match=r"step 20: params/head/bias .*step 10"):
+    ckpt.save(20, poisoned, {"stage": 0}, force=True)
+  ckpt.close()
+  ckpt = _make(tmp_path, keep=1)
+  assert ckpt.steps() == [10]
+  assert ckpt.restore_latest(_template).step == 10
+  ckpt.close()
+
+
+def test_async_save_is_safe_against_donated_buffers(tmp_path):
+  ckpt = _make(tmp_path, async_save=True)
+  state = _state(1, 10)
+  expected = jax.tree.map(lambda x: np.asarray(jax.random.key_data(x)) if jnp.issubdtype(
+      x.dtype, jax.dtypes.prng_key) else np.asarray(x), state)
+  ckpt.save(10, state, {"stage": 1})
+  for leaf in jax.tree.leaves(state):  # what donation does to the buffers
+    leaf.delete()
+  ckpt.close()
+  restored = _make(tmp_path).restore(10, _template({"stage": 1}))
+  restored["rng"] = jax.random.key_data(restored["rng"])
+  _assert_state_equal(restored, expected)
+
+
+def test_meta_must_be_json(tmp_path):
+  ckpt = _make(tmp_path)
+  with pytest.raises(ckpt_lib.CheckpointError, match="not JSON-serialisable"):
+    ckpt.save(10, _state(0, 10), {"stage": 0, "data": b"bytes"})
+  assert ckpt.steps() == []
+  with pytest.raises(ckpt_lib.CheckpointError, match="keep_checkpoints must be >= 1"):
+    _make(tmp_path, keep=0)
+  ckpt.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Workdir
+
+FINGERPRINT = {"model": {"name": "minilm", "num_classes": 5}, "data": {"target": "bbc_news"}}
+
+
+def _open(path, fingerprint=FINGERPRINT, **kwargs):
+  return workdir_lib.open_workdir(path, fingerprint=fingerprint, primary=True, **kwargs)
+
+
+_HOLDER = textwrap.dedent("""
+    import sys, time
+    from tl_jax.train import workdir
+    wd = workdir.open_workdir(sys.argv[1], fingerprint={}, primary=True)
+    print("locked", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_lock_refuses_a_second_run_and_a_killed_holder_does_not_block(tmp_path):
+  path = tmp_path / "run"
+  holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path)], stdout=subprocess.PIPE,
+                            text=True, cwd=REPO)
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(workdir_lib.WorkdirLockedError,
+                       match=rf"in use by another run \(pid {holder.pid}\)"):
+      _open(path, fingerprint={})
+  finally:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+  with _open(path, fingerprint={}) as wd:  # the dead holder's lock is gone
+    assert (wd.path / ".lock").read_text().strip() == str(os.getpid())
+
+
+def test_workdir_of_another_model_is_refused_and_overwrite_moves_it_aside(tmp_path):
+  path = tmp_path / "run"
+  with _open(path, config={"lr": 1.0}) as wd:
+    (wd.checkpoints / "100").mkdir(parents=True)
+    (wd.metrics_file).write_text('{"step": 100}\n')
+    assert json.loads(wd.config_file.read_text()) == {"lr": 1.0}
+  other = {"model": {"name": "bert-base-uncased", "num_classes": 5}, "data": {"target": "bbc_news"}}
+  with pytest.raises(workdir_lib.WorkdirMismatchError) as error:
+    _open(path, fingerprint=other)
+  message = str(error.value)
+  assert "different model" in message and "model.name: 'minilm' -> 'bert-base-uncased'" in message
+  assert "--overwrite" in message and "\n" not in message
+  assert (path / "checkpoints" / "100").is_dir()  # untouched
+
+  with _open(path, fingerprint=other, overwrite=True) as wd:
+    assert json.loads(wd.run_file.read_text())["fingerprint"] == other
+    assert not wd.checkpoints.exists()
+  [aside] = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
+  assert (aside / "checkpoints" / "100").is_dir()
+  assert (aside / "metrics.jsonl").read_text() == '{"step": 100}\n'
+
+  # Same model, changed hyper-parameters: resumes; the change is recorded, not overwritten.
+  with _open(path, fingerprint=other, config={"lr": 1.0}):
+    pass
+  (path / "checkpoints" / "5").mkdir(parents=True)
+  with _open(path, fingerprint=other, config={"lr": 2.0}) as wd:
+    [resumed] = list(wd.path.glob("config.resumed-*.json"))
+    assert json.loads(resumed.read_text()) == {"lr": 2.0}
+    assert json.loads(wd.config_file.read_text()) == {"lr": 1.0}
+
+
+def test_workdir_that_is_not_a_run_directory_is_refused(tmp_path):
+  (tmp_path / "thesis.tex").write_text("mine")
+  with pytest.raises(workdir_lib.WorkdirMismatchError, match="not a tl_jax run directory"):
+    _open(tmp_path)
+  assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["thesis.tex"]
+
+
+def test_unwritable_workdir_is_a_clear_error(tmp_path):
+  a_file = tmp_path / "somefile"
+  a_file.write_text("x")
+  # Root ignores permission bits, but nothing can create a directory under a regular file.
+  with pytest.raises(workdir_lib.WorkdirNotWritableError, match="cannot create workdir.*writable"):
+    _open(a_file / "sub")
+  with pytest.raises(workdir_lib.WorkdirNotWritableError, match="not a directory"):
+    _open(a_file)
+
+
+def test_config_fingerprint_reads_the_model_and_data_sections():
+  from tl_jax import config as config_lib
+  config = config_lib.base_config()
+  fingerprint = workdir_lib.config_fingerprint(config, num_classes=5)
+  assert fingerprint["model"]["name"] == config.model.name
+  assert fingerprint["data"]["target"]["name"] == config.data.target.name
+  assert fingerprint["num_classes"] == 5
+  config.optimizer.learning_rate = 1.0  # hyper-parameters may change on resume
+  assert workdir_lib.config_fingerprint(config, num_classes=5) == fingerprint
