@@ -99,8 +99,10 @@ def train_section() -> mlc.ConfigDict:
       log_every=10,
       eval_every=100,
       checkpoint_every=100,
-      keep_checkpoints=2,
-      best_metric='target/validation/accuracy',
+      keep_checkpoints=2,  # latest K; the best by best_metric is kept on top of these
+      best_metric='target/validation/accuracy',  # '' = keep only the latest
+      best_mode='max',  # 'min' for a loss; also the direction for early stopping
+      async_checkpoint=True,  # write in a background thread (arrays are copied first)
       early_stopping_patience=0,  # evals without improvement; 0 = off
       export_hf=True,
   ))
