@@ -1,0 +1,96 @@
+"""Building blocks shared by BERT and ViT: self-attention, activations, pooling helpers."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# HF `hidden_act` names; 'gelu' is the exact (erf) form, as in HF and the original BERT.
+_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    'gelu': lambda x: jax.nn.gelu(x, approximate=False),
+    'gelu_new': lambda x: jax.nn.gelu(x, approximate=True),
+    'gelu_pytorch_tanh': lambda x: jax.nn.gelu(x, approximate=True),
+    'gelu_fast': lambda x: jax.nn.gelu(x, approximate=True),
+    'relu': jax.nn.relu,
+    'silu': jax.nn.silu,
+    'swish': jax.nn.silu,
+    'tanh': jnp.tanh,
+    'linear': lambda x: x,
+}
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+  if name not in _ACTIVATIONS:
+    raise ValueError(f'Unsupported activation {name!r}; known: {sorted(_ACTIVATIONS)}.')
+  return _ACTIVATIONS[name]
+
+
+def attention_bias(attention_mask: jax.Array | None) -> jax.Array | None:
+  """(B, L) 0/1 mask -> (B, 1, 1, L) additive fp32 bias, built once for all layers."""
+  if attention_mask is None:
+    return None
+  big_negative = jnp.finfo(jnp.float32).min  # as HF, so fully padded rows agree too
+  return jnp.where(attention_mask[:, None, None, :] > 0, 0.0, big_negative).astype(jnp.float32)
+
+
+def dropout(rate: float, train: bool) -> Callable[[jax.Array], jax.Array]:
+  """Identity when not training (no rng needed), else flax Dropout."""
+  if not train or rate == 0:
+    return lambda x: x
+  return nn.Dropout(rate, deterministic=False)
+
+
+def check_dropout_rng(module: nn.Module, train: bool) -> None:
+  """One clear error instead of flax's, when train=True comes without a 'dropout' rng."""
+  cfg = module.config
+  if (train and max(cfg.dropout_rate, cfg.attention_dropout_rate) > 0
+      and not module.is_initializing() and not module.has_rng('dropout')):
+    raise ValueError("train=True needs a 'dropout' rng: "
+                     "module.apply(variables, ..., train=True, rngs={'dropout': key}).")
+
+
+def masked_mean(hidden: jax.Array, mask: jax.Array | None) -> jax.Array:
+  """Mean over tokens where mask is 1 (all tokens when mask is None), accumulated in fp32."""
+  hidden = hidden.astype(jnp.float32)
+  if mask is None:
+    return hidden.mean(axis=1)
+  mask = mask.astype(jnp.float32)[..., None]
+  return (hidden * mask).sum(axis=1) / jnp.maximum(mask.sum(axis=1), 1e-9)
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention up to (not including) the output projection.
+
+  Params `query`, `key`, `value` as in HF Flax. Queries are scaled before the einsum (cheaper
+  than scaling the logits), the mask is one fused add, softmax runs in fp32.
+  """
+  num_heads: int
+  dropout_rate: float
+  kernel_init: Callable
+  use_bias: bool = True
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, bias: jax.Array | None, train: bool) -> jax.Array:
+    batch, length, features = x.shape
+    head_dim = features // self.num_heads
+
+    def project(name):
+      y = nn.Dense(features, use_bias=self.use_bias, kernel_init=self.kernel_init,
+                   dtype=self.dtype, param_dtype=self.param_dtype, name=name)(x)
+      return y.reshape(batch, length, self.num_heads, head_dim)
+
+    query = project('query') * jnp.asarray(head_dim ** -0.5, self.dtype)
+    key = project('key')
+    value = project('value')
+    logits = jnp.einsum('bqhd,bkhd->bhqk', query, key).astype(jnp.float32)
+    if bias is not None:
+      logits = logits + bias
+    probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+    probs = dropout(self.dropout_rate, train)(probs)
+    context = jnp.einsum('bhqk,bkhd->bqhd', probs, value)
+    return context.reshape(batch, length, features)

@@ -1,0 +1,41 @@
+"""Transfer options shared by the BERT and ViT configs: pooling, heads, dtypes, validation."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+
+from tl_jax.models import heads as heads_lib
+from tl_jax.models import layers
+
+POOLINGS = ('cls', 'pooler', 'mean')
+
+
+def validate(cfg) -> None:
+  """Normalises (heads -> tuple, dtypes -> names) and checks a frozen config in place."""
+  object.__setattr__(cfg, 'heads', heads_lib.normalize_heads(cfg.heads))
+  object.__setattr__(cfg, 'dtype', jnp.dtype(cfg.dtype).name)
+  object.__setattr__(cfg, 'param_dtype', jnp.dtype(cfg.param_dtype).name)
+  if cfg.pooling not in POOLINGS:
+    raise ValueError(f'pooling={cfg.pooling!r}; choose one of {POOLINGS}.')
+  if cfg.pooling == 'pooler' and not cfg.add_pooler:
+    raise ValueError("pooling='pooler' needs a pooler layer and this checkpoint has none: use "
+                     "pooling='cls' or 'mean'.")
+  if cfg.num_classes and cfg.heads:
+    raise ValueError('Give either num_classes (one head) or heads (named heads), not both.')
+  if cfg.num_classes < 0:
+    raise ValueError(f'num_classes={cfg.num_classes} must be >= 0 (0 = no single head).')
+  if cfg.hidden_size % cfg.num_heads:
+    raise ValueError(f'hidden_size {cfg.hidden_size} is not a multiple of num_heads '
+                     f'{cfg.num_heads}.')
+  if not (0 <= cfg.dropout_rate < 1 and 0 <= cfg.attention_dropout_rate < 1):
+    raise ValueError('dropout rates must lie in [0, 1).')
+  layers.activation(cfg.hidden_act)  # fails early on an unknown name
+
+
+def to_json(cfg) -> dict[str, Any]:
+  d = dataclasses.asdict(cfg)
+  d['heads'] = [list(h) for h in cfg.heads]
+  return d

@@ -1,0 +1,240 @@
+"""load_pretrained / save_pretrained / load_tokenizer: HF-layout checkpoints <-> (module, params)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tl_jax.models import convert
+from tl_jax.models import hf_config
+from tl_jax.models import resolve as resolve_lib
+from tl_jax.models.resolve import CheckpointNotFoundError
+from tl_jax.models.vit import resample_position_embeddings
+
+INITS = ('pretrained', 'random')
+_POSEMB = ('embeddings', 'position_embeddings')
+
+
+class CheckpointMismatchError(ValueError):
+  """Checkpoint keys or shapes do not fit the requested architecture."""
+
+
+@dataclasses.dataclass
+class LoadReport:
+  """What load_pretrained did beyond copying weights one to one."""
+  source: str
+  weights: str | None
+  model_type: str
+  init: str
+  new_keys: list[str] = dataclasses.field(default_factory=list)  # freshly initialised (new heads)
+  dropped_keys: list[str] = dataclasses.field(default_factory=list)  # in checkpoint, not used
+  resampled_keys: list[str] = dataclasses.field(default_factory=list)  # ViT position embeddings
+
+
+def _name(key: tuple[str, ...]) -> str:
+  return '/'.join(key)
+
+
+def _listing(keys, limit: int = 20) -> str:
+  names = sorted(_name(k) for k in keys)
+  more = f' ... and {len(names) - limit} more' if len(names) > limit else ''
+  return ', '.join(names[:limit]) + more
+
+
+# --- reading weights --------------------------------------------------------------------------
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+  from safetensors.numpy import load_file
+  if path.name.endswith('.index.json'):
+    state = {}
+    for shard in sorted(set(json.loads(path.read_text())['weight_map'].values())):
+      state.update(load_file(path.parent / shard))
+    return state
+  return load_file(path)
+
+
+def _read_torch_bin(path: Path) -> dict[str, np.ndarray]:
+  try:
+    import torch
+  except ImportError as e:
+    raise CheckpointNotFoundError(
+        f'{path} is a PyTorch pickle and torch is not installed. Install torch (pip install '
+        'tl_jax[torch]), or convert it once to model.safetensors.') from e
+  state = torch.load(path, map_location='cpu', weights_only=True)
+  # bf16 has no numpy twin in torch: go through fp32 (exact), cast to param_dtype later.
+  return {k: (v.float() if v.dtype == torch.bfloat16 else v).numpy() for k, v in state.items()}
+
+
+def read_checkpoint(path: Path) -> convert.Flat:
+  """Any supported weights file -> flat dict in our names (foreign heads still included)."""
+  if path.name.endswith(('.safetensors', '.safetensors.index.json')):
+    return convert.torch_to_flax(_read_safetensors(path))
+  if path.suffix == '.bin':
+    return convert.torch_to_flax(_read_torch_bin(path))
+  if path.suffix == '.msgpack':
+    tree = flax.serialization.msgpack_restore(path.read_bytes())
+    return convert.strip_prefix(
+        {k: np.asarray(v) for k, v in flax.traverse_util.flatten_dict(tree).items()})
+  raise CheckpointNotFoundError(f'{path}: unsupported weights file type.')
+
+
+# --- load ---------------------------------------------------------------------------------------
+
+def load_pretrained(
+    name_or_path: str | os.PathLike, *,
+    init: str = 'pretrained',
+    num_classes: int | None = None,
+    heads: Mapping[str, int] | None = None,
+    pooling: str | None = None,
+    dropout_rate: float | None = None,
+    attention_dropout_rate: float | None = None,
+    dtype: Any = None,
+    param_dtype: Any = None,
+    image_size: int | None = None,
+    output_hidden_states: bool | None = None,
+    seed: int = 0,
+    with_report: bool = False,
+):
+  """Returns (module, params) [+ LoadReport when with_report].
+
+  name_or_path: 'minilm', a hub id, a local HF-layout dir, or a ViT `.npz`. None for an option
+  keeps the checkpoint's value. Giving num_classes or heads (even 0 / {}) replaces the
+  checkpoint's head(s) by fresh ones (reported in new_keys / dropped_keys); image_size (ViT, 0 =
+  keep) resamples the position embeddings. init='random' builds the same architecture afresh.
+  """
+  if init not in INITS:
+    raise ValueError(f'init={init!r}; choose one of {INITS}.')
+  resolved = resolve_lib.resolve(name_or_path, need_weights=(init == 'pretrained'))
+  weights: convert.Flat = {}
+  if resolved.hf_config is None:  # a .npz: architecture comes from the arrays
+    model_type = 'vit'
+    weights, kwargs = convert.npz_to_flax(dict(np.load(resolved.weights)))
+  else:
+    model_type, kwargs = hf_config.config_kwargs_from_hf(
+        resolved.hf_config, f'{resolved.directory}/config.json')
+    if init == 'pretrained':
+      weights = read_checkpoint(resolved.weights)
+  if init == 'random':
+    weights = {}
+  weights, foreign = convert.split_foreign(weights)
+
+  if weights and 'add_pooler' not in kwargs:
+    kwargs['add_pooler'] = any(k[0] == 'pooler' for k in weights)
+  if 'pooling' not in kwargs:
+    kwargs['pooling'] = ('pooler' if kwargs.get('add_pooler', True)
+                         else 'cls' if kwargs.get('class_token', True) else 'mean')
+  new_head = num_classes is not None or heads is not None
+  if new_head:
+    kwargs['num_classes'] = num_classes or 0
+    kwargs['heads'] = heads or ()
+  overrides = dict(pooling=pooling, dropout_rate=dropout_rate,
+                   attention_dropout_rate=attention_dropout_rate, dtype=dtype,
+                   param_dtype=param_dtype, output_hidden_states=output_hidden_states,
+                   image_size=image_size or None)
+  if image_size and model_type != 'vit':
+    raise ValueError('image_size applies to ViT only.')
+  kwargs.update({k: v for k, v in overrides.items() if v is not None})
+  for key in ('dtype', 'param_dtype'):
+    if key in kwargs:
+      kwargs[key] = jnp.dtype(kwargs[key]).name
+  module = hf_config.build_module(model_type, **kwargs)
+  cfg = module.config
+  report = LoadReport(str(name_or_path), str(resolved.weights) if resolved.weights else None,
+                      model_type, init)
+  rng = jax.random.key(seed)
+
+  if init == 'random':
+    params = jax.jit(module.init)(rng, **module.dummy_inputs())['params']
+    logging.info('Initialised %s (%s) at random, seed %d.', model_type, name_or_path, seed)
+    return (module, params, report) if with_report else (module, params)
+
+  expected = flax.traverse_util.flatten_dict(
+      jax.eval_shape(module.init, rng, **module.dummy_inputs())['params'])
+  dropped = list(foreign)
+  if new_head:
+    dropped += [k for k in weights if k[0] in convert.HEAD_ROOTS]
+  weights = {k: v for k, v in weights.items() if k not in dropped}
+  if dropped:
+    report.dropped_keys = sorted(map(_name, dropped))
+    logging.info('%s: dropped the checkpoint head(s) not used by this model: %s',
+                 name_or_path, _listing(dropped))
+
+  if model_type == 'vit' and _POSEMB in weights:
+    old, want = weights[_POSEMB].shape, expected[_POSEMB].shape
+    if old != want and old[1] != want[1]:
+      weights[_POSEMB] = np.asarray(resample_position_embeddings(
+          weights[_POSEMB], (cfg.grid_size, cfg.grid_size), cfg.num_prefix_tokens))
+      report.resampled_keys = [_name(_POSEMB)]
+      logging.info('Resampled ViT position embeddings %s -> %s for image_size %d.', old,
+                   weights[_POSEMB].shape, cfg.image_size)
+
+  missing = set(expected) - set(weights)
+  new_keys = {k for k in missing if k[0] in convert.HEAD_ROOTS}
+  problems = []
+  if missing - new_keys:
+    problems.append(f'missing in the checkpoint: {_listing(missing - new_keys)}')
+  if unexpected := set(weights) - set(expected):
+    problems.append(f'unexpected in the checkpoint: {_listing(unexpected)}')
+  if mismatched := {k for k in set(weights) & set(expected)
+                    if tuple(weights[k].shape) != tuple(expected[k].shape)}:
+    problems.append('shape mismatch: ' + '; '.join(
+        f'{_name(k)} checkpoint {tuple(weights[k].shape)} vs model {tuple(expected[k].shape)}'
+        for k in sorted(mismatched)))
+  if problems:
+    raise CheckpointMismatchError(
+        f'{name_or_path} ({resolved.weights}) does not fit the {model_type} config: '
+        + ' | '.join(problems))
+
+  for i, key in enumerate(sorted(new_keys)):
+    shape, leaf_dtype = expected[key].shape, expected[key].dtype
+    if key[-1] == 'kernel':
+      init_fn = jax.nn.initializers.normal(cfg.initializer_range)
+      weights[key] = np.asarray(init_fn(jax.random.fold_in(rng, i), shape, leaf_dtype))
+    else:
+      weights[key] = np.zeros(shape, leaf_dtype)
+  if new_keys:
+    report.new_keys = sorted(map(_name, new_keys))
+    logging.info('%s: new head parameters, initialised with seed %d: %s', name_or_path, seed,
+                 _listing(new_keys))
+
+  params = flax.traverse_util.unflatten_dict(
+      {k: jnp.asarray(v, dtype=expected[k].dtype) for k, v in weights.items()})
+  return (module, params, report) if with_report else (module, params)
+
+
+# --- save ---------------------------------------------------------------------------------------
+
+def save_pretrained(module, params, directory: str | os.PathLike,
+                    tokenizer_from: str | os.PathLike | None = None) -> Path:
+  """Writes HF layout: config.json (+ our options under "tl_jax") and model.safetensors in
+  PyTorch layout (unprefixed, as HF BertModel / ViTModel save), heads as `head.*` / `heads.*`.
+  HF BertModel / ViTModel load the backbone; load_pretrained(directory) restores all, bitwise.
+  """
+  from safetensors.numpy import save_file
+  directory = Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(jax.device_get(params)))
+  save_file(convert.flax_to_torch(flat), directory / 'model.safetensors',
+            metadata={'format': 'pt'})
+  config = hf_config.config_to_hf(module.model_type, module.config)
+  (directory / 'config.json').write_text(json.dumps(config, indent=2) + '\n')
+  if tokenizer_from is not None:
+    load_tokenizer(tokenizer_from).save_pretrained(str(directory))
+  return directory
+
+
+# --- tokenizer ----------------------------------------------------------------------------------
+
+def load_tokenizer(name_or_path: str | os.PathLike):
+  """transformers AutoTokenizer from the resolved local directory (v4 and v5 alike)."""
+  from transformers import AutoTokenizer
+  return AutoTokenizer.from_pretrained(str(resolve_lib.tokenizer_dir(name_or_path)))
