@@ -81,12 +81,13 @@ class Checkpointer:
   def __init__(self, directory: str | os.PathLike, *, save_every: int, keep: int = 2,
                best_metric: str = "", best_mode: str = "max", async_save: bool = True,
                verify: bool = True):
-    if save_every < 1:
-      raise CheckpointError(f"checkpoint interval must be >= 1 steps, got {save_every}")
+    if save_every < 0:
+      raise CheckpointError(f"train.checkpoint_every must be >= 0 (0 = only at the end and at "
+                            f"a new best), got {save_every}")
     if keep < 1:
-      raise CheckpointError(f"keep_checkpoints must be >= 1 (resume needs one), got {keep}")
+      raise CheckpointError(f"train.keep_checkpoints must be >= 1 (resume needs one), got {keep}")
     if best_mode not in ("max", "min"):
-      raise CheckpointError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
+      raise CheckpointError(f"train.best_mode must be 'max' or 'min', got {best_mode!r}")
     self.directory = pathlib.Path(directory).absolute()
     self.best_metric = best_metric
     self.best_mode = best_mode
@@ -99,9 +100,9 @@ class Checkpointer:
           get_metric_fn=self._metric_value, reverse=False, n=1,
           keep_checkpoints_without_metrics=False))
     options = ocp.CheckpointManagerOptions(
-        save_decision_policy=ocp_managers.AnySavePolicy([
-            ocp_managers.FixedIntervalPolicy(save_every),
-            ocp_managers.PreemptionCheckpointingPolicy()]),
+        save_decision_policy=ocp_managers.AnySavePolicy(
+            [ocp_managers.FixedIntervalPolicy(save_every)] * bool(save_every)
+            + [ocp_managers.PreemptionCheckpointingPolicy()]),
         preservation_policy=ocp_managers.AnyPreservationPolicy(preserve),
         # best_fn makes orbax persist the metrics per step, so "best" survives a restart.
         best_fn=self._metric_value if best_metric else None,
@@ -381,20 +382,18 @@ def _bits(x: jax.Array) -> jax.Array | None:
 
 
 @jax.jit
-def _digest_leaves(leaves: list[jax.Array]) -> tuple[list[Any], list[Any]]:
-  """Per leaf: a position-weighted sum of its bits (mod 2**32: exact, order-independent,
-  so the same on any sharding) and whether all its values are finite."""
-  sums, finite = [], []
-  for x in leaves:
-    bits = _bits(x)
-    if bits is None:
-      sums.append(jnp.uint32(0))
-    else:
-      weights = jnp.arange(bits.size, dtype=jnp.uint32) * jnp.uint32(2654435761) + jnp.uint32(1)
-      sums.append(jnp.sum(bits * weights, dtype=jnp.uint32))
-    is_float = jnp.issubdtype(x.dtype, jnp.inexact)
-    finite.append(jnp.all(jnp.isfinite(x)) if is_float else jnp.bool_(True))
-  return sums, finite
+def _digest_leaf(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """A position-weighted sum of the bits of `x` (mod 2**32: exact and order-independent, so
+  the same on any sharding) and whether all its values are finite. Jitted per leaf, not per
+  tree: a few shapes compile once and serve every stage's tree."""
+  bits = _bits(x)
+  if bits is None:
+    checksum = jnp.uint32(0)
+  else:
+    weights = jnp.arange(bits.size, dtype=jnp.uint32) * jnp.uint32(2654435761) + jnp.uint32(1)
+    checksum = jnp.sum(bits * weights, dtype=jnp.uint32)
+  is_float = jnp.issubdtype(x.dtype, jnp.inexact)
+  return checksum, (jnp.all(jnp.isfinite(x)) if is_float else jnp.bool_(True))
 
 
 def _host_scalar(x: jax.Array) -> Any:
@@ -406,9 +405,9 @@ def _digest(tree: Any) -> tuple[dict[str, int], str | None]:
   leaves = {p: x for p, x in _leaves_by_path(tree).items() if _is_array(x)}
   if not leaves:
     return {}, None
-  sums, finite = _digest_leaves(list(leaves.values()))
-  checksums = {p: int(_host_scalar(s)) for p, s in zip(leaves, sums)}
-  bad = next((p for p, ok in zip(leaves, finite) if not _host_scalar(ok)), None)
+  digests = [_digest_leaf(x) for x in leaves.values()]  # dispatched async, then gathered
+  checksums = {p: int(_host_scalar(s)) for p, (s, _) in zip(leaves, digests)}
+  bad = next((p for p, (_, ok) in zip(leaves, digests) if not _host_scalar(ok)), None)
   return checksums, bad
 
 
