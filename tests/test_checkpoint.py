@@ -136,8 +136,9 @@ def test_interrupted_writes_are_never_taken_as_complete(tmp_path):
   ckpt.save(20, _state(0, 20), {"stage": 0})
   ckpt.close()
   directory = tmp_path / "checkpoints"
-  # A save killed before orbax's rename, and a step directory without the commit marker.
-  leftover = directory / "30.orbax-checkpoint-tmp-1700000000"
+  # A save killed before orbax's rename (its real tmp name), and a step directory without
+  # the commit marker.
+  leftover = directory / "30.orbax-checkpoint-tmp"
   import shutil
   shutil.copytree(directory / "20", leftover)
   shutil.copytree(directory / "20", directory / "40")
