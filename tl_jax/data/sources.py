@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import importlib.resources
 import re
+import socket
+import sys
 import threading
 from typing import Any
 
@@ -20,7 +23,16 @@ import tensorflow_datasets as tfds
 
 from tl_jax.data import builders  # registers bbc_news, digits, folder  # pylint: disable=unused-import
 from tl_jax.data import errors
+from tl_jax.data.builders import base
 from tl_jax.data.builders import folder
+
+# TFDS 4.9 asks `importlib_resources` (the backport, only a dependency before Python 3.9) where
+# a builder's code lives, so any TFDS builder in a package fails to prepare without it on 3.11.
+# The standard library module is the same API.
+try:
+  import importlib_resources  # pylint: disable=g-import-not-at-top,unused-import
+except ImportError:
+  sys.modules.setdefault('importlib_resources', importlib.resources)
 
 FOLDER_PREFIX = 'folder:'
 _LOCK = threading.Lock()  # one prepare at a time per process
@@ -99,8 +111,28 @@ def get_builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuil
   return builder
 
 
+def _offline() -> bool:
+  """True when names do not resolve: TFDS would otherwise retry downloads for minutes."""
+  try:
+    socket.getaddrinfo('storage.googleapis.com', 443)
+  except socket.gaierror:
+    return True
+  except OSError:
+    return False
+  return False
+
+
+def _not_prepared(name: str, builder, why: str) -> errors.DatasetNotPreparedError:
+  return errors.DatasetNotPreparedError(
+      f'{name!r} is not prepared in {builder.data_dir_root} and {why}; prepare it on a machine '
+      f'with network (tfds build {name} --file_format=array_record --data_dir=DIR) and copy DIR '
+      'here (data.data_dir=DIR)')
+
+
 def prepare(builder: tfds.core.DatasetBuilder, name: str) -> None:
   """The TFDS prepare step: offline for our builders; downloads for the others."""
+  if not isinstance(builder, base.OfflineBuilder) and _offline():
+    raise _not_prepared(name, builder, 'there is no network to download it')
   try:
     builder.download_and_prepare(file_format='array_record')
   except errors.DataError:
@@ -111,13 +143,10 @@ def prepare(builder: tfds.core.DatasetBuilder, name: str) -> None:
           f'preparing {name!r} needs TensorFlow (pip install "tl_jax[tensorflow]"), or prepare '
           f'it elsewhere: tfds build {name} --file_format=array_record '
           f'--data_dir={builder.data_dir_root}') from e
-    raise
+    raise _not_prepared(name, builder, f'preparing it needs the package {e.name!r}') from e
   except Exception as e:  # network errors come in many types
-    raise errors.DatasetNotPreparedError(
-        f'{name!r} is not prepared in {builder.data_dir_root} and preparing it failed '
-        f'({type(e).__name__}: {str(e)[:200]}); offline, prepare it on a machine with network: '
-        f'tfds build {name} --file_format=array_record --data_dir=DIR and copy DIR here '
-        f'(data.data_dir=DIR)') from e
+    raise _not_prepared(
+        name, builder, f'preparing it failed ({type(e).__name__}: {str(e)[:200]})') from e
 
 
 def _features(builder) -> dict[str, Any]:
@@ -177,14 +206,20 @@ def data_source(name: str, split: str, data_dir: str | None = None):
     raise errors.DatasetNotFoundError(
         f'{name!r} has no split {split!r}; its splits: {", ".join(available)}')
   try:
-    source = builder.as_data_source(split=split)
-  except ModuleNotFoundError as e:
-    raise errors.DatasetNotPreparedError(
-        f'reading {name!r} needs TensorFlow ({e}); pip install "tl_jax[tensorflow]"') from e
-  except (ValueError, KeyError) as e:
+    num_examples = builder.info.splits[split].num_examples  # also for 'train[:10%]'
+  except (ValueError, KeyError, AssertionError) as e:
     raise errors.DatasetNotFoundError(f'cannot read split {split!r} of {name!r}: {e}') from e
-  if len(source) == 0:
+  if num_examples == 0:
     raise errors.EmptyDatasetError(
         f'split {split!r} of {name!r} is empty; choose another split (splits: '
         f'{", ".join(f"{k}={v.num_examples}" for k, v in builder.info.splits.items())})')
-  return source
+  try:
+    return builder.as_data_source(split=split)
+  except ModuleNotFoundError as e:
+    raise errors.DatasetNotPreparedError(
+        f'reading {name!r} needs TensorFlow ({e}); pip install "tl_jax[tensorflow]"') from e
+  except NotImplementedError as e:  # prepared earlier as tfrecord
+    raise errors.DatasetNotPreparedError(
+        f'{name!r} in {builder.data_dir_root} is stored as {builder.info.file_format}, and '
+        'tl_jax reads array_record without TensorFlow; convert it: tfds convert_format '
+        f'--root_data_dir={builder.data_dir_root} --out_file_format=array_record') from e
