@@ -1,0 +1,219 @@
+"""The training loop behind `tl-jax train` and `tl-jax eval`; it reads top to bottom.
+
+Everything that can reject the config (model, data, freezing rules, optimizer, objectives) is
+built before the workdir is touched, so bad input never leaves a half-written run behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import ml_collections as mlc
+import numpy as np
+
+from tl_jax import data as data_lib
+from tl_jax import experiment
+from tl_jax import models
+from tl_jax.train import checkpoint as checkpoint_lib
+from tl_jax.train import metrics as metrics_lib
+from tl_jax.train import parallel
+from tl_jax.train import step as step_lib
+from tl_jax.train import workdir as workdir_lib
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss or the gradients became NaN/inf; the last good checkpoint is kept."""
+
+
+def check_config(config: mlc.ConfigDict) -> None:
+  t, o = config.train, config.optimizer
+  if t.num_steps <= 0:
+    raise experiment.ConfigError(f'train.num_steps={t.num_steps}: must be > 0')
+  if o.learning_rate <= 0:
+    raise experiment.ConfigError(f'optimizer.learning_rate={o.learning_rate}: must be > 0')
+  for key in ('log_every', 'eval_every', 'checkpoint_every'):
+    if t[key] < 0:
+      raise experiment.ConfigError(f'train.{key}={t[key]}: must be >= 0 (0 = only at the end)')
+
+
+def _due(step: int, every: int, last: int) -> bool:
+  return step == last or (every > 0 and step % every == 0)
+
+
+def _image_size(config: mlc.ConfigDict, module) -> int | None:
+  if module.kind != 'image':
+    return None
+  return config.data.image_size or module.config.image_size
+
+
+def evaluate_params(core: step_lib.TrainCore, params, evals: dict) -> dict[str, float]:
+  """'{domain}/{split}/{accuracy,loss}' over every example of every eval split."""
+  results = {}
+  for name, batches in evals.items():
+    domain = name.split('/')[0]
+    sums = [core.eval_step(params, batch, domain) for batch in batches]
+    summary = step_lib.summarize_eval(sums)
+    results[f'{name}/accuracy'] = summary['accuracy']
+    results[f'{name}/loss'] = summary['loss']
+  return results
+
+
+def _report(writer: metrics_lib.MetricsWriter, config, final: dict[str, float], step: int,
+            seconds: float, workdir) -> None:
+  target = {k: v for k, v in final.items() if k.startswith('target/') and 'accuracy' in k}
+  lines = [f'Done: {step} steps in {seconds:.0f} s ({config.model.name}, init='
+           f'{config.model.init}, target {config.data.target.name}).']
+  lines += [f'  {k}: {v:.4f}' for k, v in sorted(target.items())]
+  lines.append(f'  metrics: {workdir.metrics_file}   export: {workdir.export}')
+  if config.model.init == 'pretrained':
+    lines.append('  Baseline from a random init, same schedule: '
+                 '--config.model.init=random (make demo runs both and compares).')
+  for line in lines:
+    writer.log_text(line)
+
+
+def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> dict[str, float]:
+  """Trains per config in `workdir` (resuming what is there); returns the final eval metrics."""
+  start_time = time.monotonic()
+  # -----------------------------------------------------------------------------------------
+  # Devices, model, data, optimizer: every config error surfaces here.
+  # -----------------------------------------------------------------------------------------
+  parallel.maybe_initialize_distributed(config.parallel.distributed)
+  check_config(config)
+  pieces = experiment.build(config)
+  module = pieces.module
+  core = step_lib.TrainCore(config, module, pieces.params, pretrained_params=pieces.params)
+  num_devices = core.launcher.num_devices
+  data_kwargs = dict(tokenizer=pieces.tokenizer, image_size=_image_size(config, module),
+                     num_devices=num_devices)
+  train_iter = data_lib.build_train_iterator(config.data, seed=config.seed, **data_kwargs)
+  evals = data_lib.build_eval_batches(config.data, **data_kwargs)
+  num_steps = config.train.num_steps
+
+  # -----------------------------------------------------------------------------------------
+  # Workdir: lock, compatibility, resume.
+  # -----------------------------------------------------------------------------------------
+  fingerprint = workdir_lib.config_fingerprint(
+      config, architecture=module.architecture(),
+      num_classes=int(pieces.target_info.num_classes))
+  wd = workdir_lib.open_workdir(workdir, fingerprint=fingerprint, config=config,
+                                overwrite=overwrite)
+  ckpt = checkpoint_lib.Checkpointer.from_config(wd.checkpoints, config.train)
+  early = metrics_lib.EarlyStopping(config.train.best_metric,
+                                    config.train.early_stopping_patience,
+                                    mode=config.train.best_mode)
+  restored = ckpt.restore_latest(lambda meta: core.abstract_state(meta['step']))
+  if restored is None:
+    state = core.init_state(pieces.params, config.seed)
+    start = 0
+  else:
+    state = core.to_devices(restored.state)
+    train_iter.set_state(restored.meta['data'])
+    early.load_state_dict(restored.meta['early_stopping'])
+    start = restored.step
+    logging.info('Resumed from step %d in %s', start, wd.checkpoints)
+  del pieces  # the host copy of the initial params is on the devices now
+  writer = metrics_lib.MetricsWriter(
+      wd.path, total_steps=num_steps, resume_step=start if restored else None,
+      examples_per_step=config.data.batch_size * (2 if config.data.source.name else 1))
+  if restored is not None:
+    writer.log_text(f'Resuming {wd.path} at step {start}/{num_steps}.')
+
+  # -----------------------------------------------------------------------------------------
+  # Loop. The finiteness of step s is read after step s+1 is dispatched, so the host never
+  # waits on the device just to check it.
+  # -----------------------------------------------------------------------------------------
+  final: dict[str, float] = {}
+  pending = None  # (step, device metrics) not yet checked
+  step = start
+  try:
+    for step in range(start + 1, num_steps + 1):
+      batch = next(train_iter)
+      state, metrics = core.train_step(state, batch)
+      if pending is not None:
+        _check_finite(core, *pending)
+      pending = (step, metrics)
+      eval_now = _due(step, config.train.eval_every, num_steps)
+      save_now = eval_now or _due(step, config.train.checkpoint_every, num_steps)
+      if _due(step, config.train.log_every, num_steps) or save_now:
+        _check_finite(core, *pending)
+        pending = None
+        if _due(step, config.train.log_every, num_steps):
+          host = core.host_metrics(metrics)
+          host['learning_rate'] = float(core.lr_schedule(step - 1))
+          writer.log_train(step, host)
+      if not save_now:
+        continue
+      with writer.paused():
+        results = evaluate_params(core, state.params, evals) if eval_now else None
+        stop = False
+        if results:
+          final = results
+          writer.log_eval(step, results)
+          stop = early.update(step, results) if config.train.early_stopping_patience else False
+        meta = {'step': step, 'stage': core.stage, 'data': train_iter.get_state(),
+                'early_stopping': early.state_dict()}
+        ckpt.save(step, core.to_host(state), meta, metrics=results,
+                  force=(step == num_steps or stop))
+      if stop:
+        writer.log_text(f'Early stopping at step {step}: no gain in {early.metric} for '
+                        f'{early.patience} evals (best at step {early.best_step}).')
+        break
+  finally:
+    ckpt.close()
+
+  # -----------------------------------------------------------------------------------------
+  # Export and report.
+  # -----------------------------------------------------------------------------------------
+  if not final:  # resumed a finished run: evaluate what is there
+    final = evaluate_params(core, state.params, evals)
+  if jax.process_index() == 0 and config.train.export_hf:
+    params = jax.device_get(core.to_host(state).params)
+    models.save_pretrained(module, params, wd.export, tokenizer_from=config.model.name
+                           if module.kind == 'text' else None)
+  _report(writer, config, final, step, time.monotonic() - start_time, wd)
+  writer.close()
+  wd.close()
+  return final
+
+
+def _check_finite(core: step_lib.TrainCore, step: int, metrics) -> None:
+  ok = float(np.asarray(jax.device_get(metrics['is_finite'])).reshape(-1)[0])
+  if ok < 1:
+    loss = float(np.asarray(jax.device_get(metrics['loss'])).reshape(-1)[0])
+    raise NonFiniteLossError(
+        f'loss or gradients not finite at step {step} (loss={loss}); the update was skipped and '
+        'training stopped, the last good checkpoint is kept. Lower the learning rate or check '
+        'the data.')
+
+
+def evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
+  """Evaluates the latest checkpoint of a run with the config it was trained with."""
+  import pathlib
+  saved = pathlib.Path(workdir) / workdir_lib.CONFIG_FILE
+  if not saved.exists():
+    raise FileNotFoundError(f'{workdir} holds no tl_jax run ({saved.name} missing): train first')
+  config = mlc.ConfigDict(json.loads(saved.read_text()))
+  pieces = experiment.build(config)
+  core = step_lib.TrainCore(config, pieces.module, pieces.params,
+                            pretrained_params=pieces.params)
+  evals = data_lib.build_eval_batches(
+      config.data, tokenizer=pieces.tokenizer, image_size=_image_size(config, pieces.module),
+      num_devices=core.launcher.num_devices)
+  ckpt = checkpoint_lib.Checkpointer.from_config(pathlib.Path(workdir) / 'checkpoints',
+                                                 config.train)
+  restored = ckpt.restore_latest(lambda meta: core.abstract_state(meta['step']))
+  ckpt.close()
+  if restored is None:
+    raise FileNotFoundError(f'{workdir} has no complete checkpoint to evaluate')
+  state = core.to_devices(restored.state)
+  results = evaluate_params(core, state.params, evals)
+  print(f'eval @ step {restored.step}:')
+  for k, v in sorted(results.items()):
+    print(f'  {k}: {v:.4f}' if math.isfinite(v) else f'  {k}: {v}')
+  return results
