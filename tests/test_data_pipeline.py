@@ -181,3 +181,45 @@ def test_split_for_devices_lays_out_local_devices(digits_cfg):
   split = data.split_for_devices(batch, 8)
   assert split['image'].shape == (8, 2, 8, 8, 1) and split['label'].shape == (8, 2)
   np.testing.assert_array_equal(split['label'].reshape(-1), batch['label'])
+
+
+def test_worker_processes_give_the_same_batches(digits_cfg):
+  digits_cfg.source.name = 'digits/inverted'
+  digits_cfg.augment = True
+  threads = data.build_train_iterator(digits_cfg, seed=2)
+  expected = [next(threads) for _ in range(3)]
+  digits_cfg.worker_count = 1
+  workers = data.build_train_iterator(digits_cfg, seed=2)
+  for want in expected:
+    got = next(workers)
+    for role in ('target', 'source'):
+      np.testing.assert_array_equal(got[role]['image'], want[role]['image'])
+
+
+def test_finish_images_equals_resize_then_normalise():
+  from tl_jax.data import image as image_lib
+  from tl_jax.data import pipeline
+  x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
+  finish = pipeline.FinishImages(where='x', image_size=(20, 20), channels=3, mean=(0.5,),
+                                 std=(0.25,))
+  reference = np.repeat((image_lib.resize(x, (20, 20)) - 0.5) / 0.25, 3, axis=-1)
+  np.testing.assert_allclose(finish({'image': x})['image'], reference, atol=1e-5)
+  per_channel = pipeline.FinishImages(where='x', image_size=(20, 20), channels=3,
+                                      mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
+  reference = (np.repeat(image_lib.resize(x, (20, 20)), 3, -1) - [0.4, 0.5, 0.6]) / [.2, .25, .3]
+  np.testing.assert_allclose(per_channel({'image': x})['image'], reference, atol=1e-5)
+
+
+def test_folder_images_of_varying_sizes_batch_at_the_model_size(tmp_path):
+  for label, shapes in (('a', [(6, 6), (9, 7)]), ('b', [(5, 8), (6, 6)])):
+    (tmp_path / 'imgs' / 'train' / label).mkdir(parents=True)
+    for i, shape in enumerate(shapes):
+      np.save(tmp_path / 'imgs' / 'train' / label / f'{i}.npy', np.full(shape, 200, np.uint8))
+  cfg = base_config().data
+  cfg.data_dir = str(tmp_path / 'tfds')
+  cfg.target.name = f'folder:{tmp_path / "imgs"}'
+  cfg.batch_size = 4
+  batch = next(data.build_train_iterator(cfg, image_size=12, num_devices=4))['target']
+  assert batch['image'].shape == (4, 12, 12, 1)
+  np.testing.assert_allclose(batch['image'], (200 / 255 - 0.5) / 0.5, atol=1e-5)
+  assert sorted(batch['label']) == [0, 0, 1, 1]

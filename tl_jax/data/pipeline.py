@@ -53,8 +53,7 @@ class PrepareExample:
   kind: str
   text_fields: tuple[str, ...] = ()
   image_key: str | None = None
-  image_size: tuple[int, int] | None = None  # resize to; None: must already be `expect_shape`
-  channels: int = 0
+  stack_size: tuple[int, int] | None = None  # images of another size are resized to this
   label_key: str | None = None  # None: drop labels
   num_classes: int = 0
 
@@ -63,11 +62,11 @@ class PrepareExample:
     if self.kind == 'text':
       out['text'] = tuple(text_lib.as_str(record[f]) for f in self.text_fields)
     else:
-      img = image_lib.check_rank(np.asarray(record[self.image_key]), self.where)
-      img = image_lib.to_float(img)
-      if img.shape[:2] != self.image_size:
-        img = image_lib.resize(img, self.image_size)
-      out['image'] = image_lib.match_channels(img, self.channels, self.where)
+      img = image_lib.to_float(image_lib.check_rank(np.asarray(record[self.image_key]),
+                                                    self.where))
+      if img.shape[:2] != self.stack_size:  # only datasets of varying sizes pay this
+        img = image_lib.resize(img, self.stack_size)
+      out['image'] = img
     if self.label_key is not None:
       label = int(record[self.label_key])
       if not 0 <= label < self.num_classes:
@@ -89,7 +88,11 @@ def stack_images(examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
 
 @dataclasses.dataclass(frozen=True)
 class FinishImages:
-  """Batch-level image work: [random crop + flip], normalise, [mixup] (train only)."""
+  """Batch-level image work: [random crop + flip], normalise, [mixup] (train only) at the
+  stored size, then resize to the model's size and set the channels."""
+  where: str
+  image_size: tuple[int, int]
+  channels: int
   mean: tuple[float, ...]
   std: tuple[float, ...]
   augment: bool = False
@@ -103,14 +106,23 @@ class FinishImages:
 
   def __call__(self, batch: dict[str, np.ndarray],
                rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+    # Resizing is linear with weights summing to 1, so it commutes with normalising and mixing:
+    # do those at the (small) stored size and resize last.
     images = batch['image']
+    batch = dict(batch)
     if self.augment:
       images = image_lib.random_crop_flip(images, rng, flip=self.flip)
-    images = image_lib.normalize(images, self.mean, self.std).astype(np.float32)
-    batch = dict(batch, image=images)
+    per_channel = len(self.mean) > 1 or len(self.std) > 1
+    if per_channel:
+      images = image_lib.match_channels(images, self.channels, self.where)
+    images = image_lib.normalize(images, self.mean, self.std)
     if self.mixup_alpha > 0 and 'label' in batch:
-      batch['image'], batch['label_probs'] = image_lib.mixup(
+      images, batch['label_probs'] = image_lib.mixup(
           images, batch['label'], self.num_classes, self.mixup_alpha, rng)
+    images = image_lib.resize(images, self.image_size)
+    if not per_channel:
+      images = image_lib.match_channels(images, self.channels, self.where)
+    batch['image'] = images.astype(np.float32, copy=False)
     return batch
 
 
@@ -145,17 +157,21 @@ def resolve_domain(role: str, data_cfg: mlc.ConfigDict) -> Domain:
   return Domain(role=role, cfg=cfg, info=sources.info(cfg.name, data_cfg.data_dir))
 
 
-def _image_size(domain: Domain, source, data_cfg, image_size: int | None) -> tuple[int, int]:
-  size = data_cfg.image_size or image_size or 0
-  if size:
-    return (size, size)
+def _stack_size(domain: Domain, source) -> tuple[int, int]:
+  """The stored size; for datasets of varying sizes (folders), the first image's."""
   if domain.info.image_shape:
     return tuple(domain.info.image_shape[:2])
   first = image_lib.check_rank(np.asarray(source[0][domain.info.image_key]), domain.name)
-  return tuple(first.shape[:2])  # images of other sizes get resized to the first one's
+  return tuple(first.shape[:2])
 
 
-def _prepare_example(domain: Domain, split: str, source, data_cfg, *, image_size,
+def _image_size(data_cfg, image_size: int | None, stack_size: tuple[int, int]):
+  """data.image_size, else the model's (the argument), else the stored size."""
+  size = data_cfg.image_size or image_size or 0
+  return (size, size) if size else stack_size
+
+
+def _prepare_example(domain: Domain, split: str, source, data_cfg, *,
                      keep_labels: bool) -> PrepareExample:
   info = domain.info
   where = f'{domain.name}/{split}'
@@ -165,11 +181,9 @@ def _prepare_example(domain: Domain, split: str, source, data_cfg, *, image_size
     fields = text_lib.resolve_fields(wanted, info.text_fields, domain.name)
     return PrepareExample(where=where, kind='text', text_fields=fields, label_key=label_key,
                           num_classes=info.num_classes)
-  return PrepareExample(
-      where=where, kind='image', image_key=info.image_key,
-      image_size=_image_size(domain, source, data_cfg, image_size),
-      channels=data_cfg.get('image_channels', 0), label_key=label_key,
-      num_classes=info.num_classes)
+  return PrepareExample(where=where, kind='image', image_key=info.image_key,
+                        stack_size=_stack_size(domain, source), label_key=label_key,
+                        num_classes=info.num_classes)
 
 
 def _batch_fn(domain: Domain, data_cfg, tokenizer):
@@ -178,8 +192,11 @@ def _batch_fn(domain: Domain, data_cfg, tokenizer):
   return stack_images
 
 
-def _finish_images(domain: Domain, data_cfg, *, train: bool, labeled: bool) -> FinishImages:
+def _finish_images(domain: Domain, prepare: PrepareExample, data_cfg, *, image_size,
+                   train: bool, labeled: bool) -> FinishImages:
   return FinishImages(
+      where=prepare.where, image_size=_image_size(data_cfg, image_size, prepare.stack_size),
+      channels=data_cfg.get('image_channels', 0),
       mean=tuple(data_cfg.get('image_mean', (0.5,))), std=tuple(data_cfg.get('image_std', (0.5,))),
       augment=train and bool(data_cfg.augment), flip=bool(data_cfg.get('augment_flip', True)),
       mixup_alpha=float(data_cfg.mixup) if train and labeled else 0.0,
@@ -215,11 +232,12 @@ def train_dataset(domain: Domain, data_cfg, *, tokenizer, image_size, seed: int,
   ds = grain.MapDataset.source(source)
   ds = ds.shuffle(seed=_derive_seed(seed, data_cfg.shuffle_seed, role_id, 0)).repeat()
   ds = sharding.HostRowsMapDataset(ds, host_batch, process_index, process_count)
-  ds = ds.map(_prepare_example(domain, cfg.train_split, source, data_cfg,
-                               image_size=image_size, keep_labels=labeled))
+  prepare = _prepare_example(domain, cfg.train_split, source, data_cfg, keep_labels=labeled)
+  ds = ds.map(prepare)
   ds = ds.batch(host_batch, drop_remainder=True, batch_fn=_batch_fn(domain, data_cfg, tokenizer))
   if info.kind == 'image':
-    finish = _finish_images(domain, data_cfg, train=True, labeled=labeled)
+    finish = _finish_images(domain, prepare, data_cfg, image_size=image_size, train=True,
+                            labeled=labeled)
     if finish.random:
       ds = ds.random_map(finish, seed=_derive_seed(seed, data_cfg.shuffle_seed, role_id, 1))
     else:
@@ -235,11 +253,12 @@ def eval_dataset(domain: Domain, split: str, data_cfg, *, tokenizer, image_size,
   padded = math.ceil(len(source) / global_batch) * global_batch
   ds = sharding.PaddedMapDataset(grain.MapDataset.source(source), padded)
   ds = sharding.HostRowsMapDataset(ds, host_batch, process_index, process_count)
-  ds = ds.map(_prepare_example(domain, split, source, data_cfg, image_size=image_size,
-                               keep_labels=domain.info.has_labels))
+  prepare = _prepare_example(domain, split, source, data_cfg, keep_labels=domain.info.has_labels)
+  ds = ds.map(prepare)
   ds = ds.batch(host_batch, drop_remainder=True, batch_fn=_batch_fn(domain, data_cfg, tokenizer))
   if domain.info.kind == 'image':
-    ds = ds.map(_finish_images(domain, data_cfg, train=False, labeled=False))
+    ds = ds.map(_finish_images(domain, prepare, data_cfg, image_size=image_size, train=False,
+                               labeled=False))
   return ds, len(source)
 
 
@@ -286,6 +305,11 @@ def build_train_iterator(data_cfg: mlc.ConfigDict, *, tokenizer=None,
   ds = grain.experimental.ZipMapDataset(streams).map(NameStreams(tuple(domains)))
   ds = ds.to_iter_dataset(_read_options(data_cfg))
   if data_cfg.worker_count > 0:
+    # grain's worker processes read absl flags; outside an absl app (notebook, script with
+    # argparse, pytest) take their defaults instead of failing on unparsed flags.
+    from absl import flags  # pylint: disable=g-import-not-at-top
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS.mark_as_parsed()
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_cfg.worker_count))
   return iter(ds)
 
