@@ -67,12 +67,21 @@ def transfer_section() -> mlc.ConfigDict:
       # big_vision-style rules over '/'-joined parameter names: first match wins, every leaf
       # must be covered; group None (or 'frozen') is frozen.
       freeze=(('.*', 'train'),),
-      # Freezing schedule: '' (fixed rules above), or a ready-made one such as
-      # 'gradual_unfreeze' or 'chain_thaw'; stages=((start_step, rules), ...) for a custom one.
+      # A preset instead of the rules (BERT and ViT alike): 'all' | 'head_only' | 'bottom:K'
+      # (freeze embeddings + layers 0..K-1) | 'top:K' (train the top K layers and above).
+      freeze_preset='',
+      # Freezing schedule: '' (fixed rules above), or a ready-made one: 'gradual_unfreeze'
+      # (top-down, one more layer every schedule_every steps) or 'chain_thaw';
+      # stages=((start_step, rules_or_preset), ...) for a custom one. At a stage change the
+      # step recompiles and leaves that keep training keep their optimizer state.
       schedule='',
       schedule_every=0,
       stages=(),
-      lam=mlc.ConfigDict(dict(kind='constant', value=1.0, gamma=10.0, steps=(), values=())),
+      # λ(step) weighting the source loss: constant | linear (0 -> value over ramp_steps,
+      # 0 = the whole run) | dann (value * (2/(1+exp(-gamma p)) - 1), p = step/num_steps) |
+      # step (values[i] after the i-th boundary in steps; len(values) = len(steps) + 1).
+      lam=mlc.ConfigDict(dict(kind='constant', value=1.0, gamma=10.0, ramp_steps=0, steps=(),
+                              values=())),
       objectives=('cross_entropy',),  # names from the objective registry
       l2sp_alpha=0.0,
       l2sp_beta=0.0,
@@ -88,8 +97,14 @@ def optimizer_section() -> mlc.ConfigDict:
       warmup_steps=0,
       grad_clip_norm=1.0,  # 0 = off
       accumulate_steps=1,
-      layer_decay=0.0,  # layer-wise LR decay factor; 0 = off
-      lr_multipliers=(),  # ((regex, factor), ...)
+      layer_decay=0.0,  # layer-wise LR decay: factor^(depth from top); 0 = off
+      lr_multipliers=(),  # ((regex over param names, factor), ...), first match wins
+      group_lr_multipliers=(),  # ((group name from the freezing rules, factor), ...)
+      b1=0.9,  # adamw
+      b2=0.999,
+      eps=1e-8,
+      momentum=0.9,  # sgd; 0 = plain SGD
+      nesterov=False,
   ))
 
 
