@@ -223,3 +223,14 @@ def test_folder_images_of_varying_sizes_batch_at_the_model_size(tmp_path):
   assert batch['image'].shape == (4, 12, 12, 1)
   np.testing.assert_allclose(batch['image'], (200 / 255 - 0.5) / 0.5, atol=1e-5)
   assert sorted(batch['label']) == [0, 0, 1, 1]
+
+
+def test_to_global_arrays_shards_rows_over_the_mesh(digits_cfg):
+  import jax
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
+  batch = next(data.build_train_iterator(digits_cfg, seed=0))['target']
+  arrays = data.to_global_arrays(batch, mesh)
+  assert arrays['image'].shape == batch['image'].shape
+  assert len(arrays['image'].addressable_shards) == jax.device_count() == 8
+  shard = arrays['label'].addressable_shards[1]
+  np.testing.assert_array_equal(np.asarray(shard.data), batch['label'][shard.index])

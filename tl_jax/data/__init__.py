@@ -11,12 +11,12 @@ from tl_jax.data.errors import (BadExampleError, BatchSizeError, DataError, Data
                                 DatasetNotPreparedError, EmptyDatasetError)
 from tl_jax.data.pipeline import (EvalBatches, build_eval_batches, build_train_iterator,
                                   dataset_info)
-from tl_jax.data.sharding import host_batch_size, split_for_devices
+from tl_jax.data.sharding import host_batch_size, split_for_devices, to_global_arrays
 from tl_jax.data.sources import DatasetInfo, data_source, get_builder
 
 __all__ = [
     'BadExampleError', 'BatchSizeError', 'DataError', 'DatasetInfo', 'DatasetNotFoundError',
     'DatasetNotPreparedError', 'EmptyDatasetError', 'EvalBatches', 'build_eval_batches',
     'build_train_iterator', 'data_source', 'dataset_info', 'get_builder', 'host_batch_size',
-    'split_for_devices', 'builders',
+    'split_for_devices', 'to_global_arrays', 'builders',
 ]

@@ -121,3 +121,11 @@ def split_for_devices(batch: dict[str, np.ndarray], num_local_devices: int) -> d
     return x.reshape((num_local_devices, x.shape[0] // num_local_devices) + x.shape[1:])
   import jax  # pylint: disable=g-import-not-at-top
   return jax.tree.map(split, batch)
+
+
+def to_global_arrays(batch: dict[str, Any], mesh, axis: str = 'data') -> dict[str, Any]:
+  """Host-local [B, ...] leaves -> global jax.Arrays sharded over `axis` of `mesh` (the layout
+  jit / shard_map take); every host passes its own rows."""
+  import jax  # pylint: disable=g-import-not-at-top
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
