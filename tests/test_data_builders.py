@@ -116,6 +116,7 @@ def test_folder_image_builder_with_split_dirs_png_and_npy(tmp_path):
   name = f'folder:{root}'
   info = sources.info(name, str(tmp_path / 'tfds'))
   assert info.kind == 'image' and info.splits == {'train': 6, 'test': 4}
+  assert info.image_shape == (None, None, 3)  # sizes may vary in a folder; channels do not
   for split in ('train', 'test'):
     for rec in data.data_source(name, split, str(tmp_path / 'tfds')):
       np.testing.assert_array_equal(rec['image'], expected[rec['path'].decode()])

@@ -159,7 +159,7 @@ def resolve_domain(role: str, data_cfg: mlc.ConfigDict) -> Domain:
 
 def _stack_size(domain: Domain, source) -> tuple[int, int]:
   """The stored size; for datasets of varying sizes (folders), the first image's."""
-  if domain.info.image_shape:
+  if None not in domain.info.image_shape[:2]:
     return tuple(domain.info.image_shape[:2])
   first = image_lib.check_rank(np.asarray(source[0][domain.info.image_key]), domain.name)
   return tuple(first.shape[:2])

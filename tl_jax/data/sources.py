@@ -46,7 +46,7 @@ class DatasetInfo:
   num_classes: int  # 0 when the dataset has no label feature
   class_names: tuple[str, ...]
   splits: dict[str, int]  # split name -> number of examples
-  image_shape: tuple[int, int, int] | None  # stored (H, W, C); None for text or varying sizes
+  image_shape: tuple[int | None, ...] | None  # stored (H, W, C), None dims vary; None: text
   text_fields: tuple[str, ...]  # the dataset's Text features, in feature order
   label_key: str | None
   image_key: str | None
@@ -180,9 +180,9 @@ def info(name: str, data_dir: str | None = None) -> DatasetInfo:
   label_key = _label_key(features)
   if image_key:
     kind = 'image'
-    shape = tuple(features[image_key].shape)
-    shape = shape + (1,) if len(shape) == 2 else shape
-    image_shape = shape if all(isinstance(d, int) and d > 0 for d in shape) else None
+    shape = tuple(d if isinstance(d, int) and d > 0 else None
+                  for d in features[image_key].shape)
+    image_shape = shape + (1,) if len(shape) == 2 else shape
   elif text_fields:
     kind, image_shape = 'text', None
   else:

@@ -104,7 +104,11 @@ def read_image(path: str) -> np.ndarray:
             f'with range [{array.min()}, {array.max()}]')
       array = np.round(array * 255).astype(np.uint8)
   else:
-    from PIL import Image  # pylint: disable=g-import-not-at-top
+    try:
+      from PIL import Image  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise errors.DataError(f'{path}: reading image files needs pillow (pip install pillow); '
+                             'or save the images as .npy arrays') from e
     with Image.open(path) as im:
       im = im.convert('L') if im.mode in ('L', 'LA', '1', 'I', 'I;16', 'F') else im.convert('RGB')
       array = np.asarray(im, dtype=np.uint8)
