@@ -4,7 +4,6 @@ import collections
 import os
 
 import numpy as np
-import pytest
 
 from fixtures_data import prepared_data_dir  # noqa: F401 (fixture)
 from tl_jax import data
