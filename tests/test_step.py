@@ -22,7 +22,7 @@ def tiny_model(**kw):
              max_position_embeddings=16, num_classes=3, dropout_rate=0.0,
              attention_dropout_rate=0.0, pooling='pooler')
   module = BertModel(BertConfig(**{**cfg, **kw}))
-  params = module.init(jax.random.key(0), jnp.zeros((1, SEQ), jnp.int32))['params']
+  params = jax.jit(module.init)(jax.random.key(0), jnp.zeros((1, SEQ), jnp.int32))['params']
   return module, params
 
 
@@ -260,18 +260,26 @@ def test_bad_batches_and_settings(model):
 
 
 @pytest.mark.parametrize('name', ['sgd', 'adafactor'])
-def test_optimizers_by_name_step(model, name):
+def test_optimizers_by_name_step_with_l2sp(model, name):
   module, params = model
   c = config(name=name)
   c.transfer.freeze_preset = 'head_only'  # small and quick to compile
-  core = TrainCore(c, module, params, launcher=parallel.make_launcher('shard_map',
-                                                                       jax.devices()[:1]))
+  c.transfer.objectives = ('cross_entropy', 'l2sp')
+  c.transfer.l2sp_alpha = 0.5
+  core = TrainCore(c, module, params, pretrained_params=params,
+                   launcher=parallel.make_launcher('shard_map', jax.devices()[:1]))
   state = core.init_state(params, rng=0)
-  losses = []
+  losses, heads = [], []
   for i in range(3):
+    heads.append(jax.device_get(core.to_host(state).params['head']))
     state, m = core.train_step(state, host_batch(seed=0))
-    losses.append(core.host_metrics(m)['loss'])
-  assert losses[-1] < losses[0]
+    m = core.host_metrics(m)
+    losses.append(m['target/loss'])
+    # L2-SP toward the pretrained (initial) head, measured on the params the step started from.
+    dist = sum(np.sum((heads[-1][k] - heads[0][k]) ** 2) for k in heads[0])
+    np.testing.assert_allclose(m['l2sp/shared_sq_dist'], dist, rtol=1e-4, atol=1e-12)
+    np.testing.assert_allclose(m['loss/l2sp'], 0.25 * dist, rtol=1e-4, atol=1e-12)
+  assert losses[-1] < losses[0] and m['l2sp/shared_sq_dist'] > 0
 
 
 def test_layer_decay_and_multipliers_scale_updates(model):

@@ -66,6 +66,6 @@ def from_config(lam: Any, total_steps: int) -> LambdaFn:
   if kind == 'dann':
     return dann(lam.value, lam.gamma, total_steps)
   if kind == 'step':
-    return piecewise(lam.steps, lam.values)
+    return piecewise(lam['steps'], lam['values'])  # lam.values is ConfigDict.values()
   raise LambdaConfigError(f'unknown λ schedule {kind!r} (transfer.lam.kind); valid: '
                           f'{", ".join(KINDS)}')
