@@ -67,16 +67,6 @@ def test_hf_safetensors_checkpoint_loads_and_matches(hf_bert):
   assert_matches(module, params, ref)
 
 
-def test_hf_flax_msgpack_checkpoint_loads_and_matches(hf_bert, tmp_path):
-  model, directory, ref = hf_bert
-  flax_model = transformers.FlaxBertModel.from_pretrained(directory, from_pt=True)
-  flax_model.save_pretrained(tmp_path)
-  assert (tmp_path / 'flax_model.msgpack').exists()
-  assert not (tmp_path / 'model.safetensors').exists()
-  module, params = load_pretrained(tmp_path)
-  assert_matches(module, params, ref)
-
-
 def test_prefixed_keys_and_pretrained_classifier_dropped(hf_bert, tmp_path):
   model, _, ref = hf_bert
   classifier = transformers.BertForSequenceClassification(model.config)

@@ -23,11 +23,21 @@ def images(size=16, seed=0):
   return np.random.RandomState(seed).randn(2, size, size, 3).astype(np.float32)
 
 
+def random_params(shapes, seed=0):
+  """Random values for a shape tree: LayerNorm scales near 1, the rest small."""
+  rng = np.random.RandomState(seed)
+  return flax.traverse_util.unflatten_dict({
+      k: (1.0 if k[-1] == 'scale' else 0.0) + 0.1 * rng.randn(*s.shape).astype(np.float32)
+      for k, s in flax.traverse_util.flatten_dict(shapes).items()})
+
+
 @pytest.fixture(scope='module')
 def hf_flax():
-  model = transformers.FlaxViTModel(transformers.ViTConfig(**TINY), seed=5)
-  out = model(images().transpose(0, 3, 1, 2), output_hidden_states=True)  # HF Flax takes NCHW
-  return model.params, out
+  model = transformers.FlaxViTModel(transformers.ViTConfig(**TINY), _do_init=False)
+  params = random_params(model.params_shape_tree)
+  # The HF Flax module takes NHWC (its wrapper class transposes NCHW input).
+  out = model.module.apply({'params': params}, images(), output_hidden_states=True)
+  return params, out, model.params_shape_tree
 
 
 @pytest.fixture(scope='module')
@@ -49,13 +59,13 @@ def torch_forward(model, x):
 
 
 def test_param_tree_has_hf_flax_names_and_shapes(hf_flax):
-  ours = ViTModel(tiny_config()).init(jax.random.key(0), images())['params']
+  ours = jax.eval_shape(ViTModel(tiny_config()).init, jax.random.key(0), images())['params']
   shapes = lambda t: {k: v.shape for k, v in flax.traverse_util.flatten_dict(t).items()}
-  assert shapes(ours) == shapes(hf_flax[0])
+  assert shapes(ours) == shapes(hf_flax[2])
 
 
 def test_matches_hf_flax_with_hidden_states(hf_flax):
-  params, ref = hf_flax
+  params, ref, _ = hf_flax
   out = ViTModel(tiny_config(output_hidden_states=True)).apply({'params': params}, images())
   np.testing.assert_allclose(out.last_hidden_state, ref.last_hidden_state, atol=1e-5, rtol=0)
   np.testing.assert_allclose(out.pooled, ref.pooler_output, atol=1e-5, rtol=0)
@@ -195,10 +205,11 @@ def test_big_vision_gap_npz_without_class_token(tmp_path):
 
 
 def test_dropout_bf16_and_named_heads(hf_flax):
-  params, ref = hf_flax
+  params, ref, _ = hf_flax
   model = ViTModel(tiny_config(dropout_rate=0.1, attention_dropout_rate=0.1,
                                heads={'digits': 10, 'rotation': 4}))
-  variables = model.init(jax.random.key(0), images())
+  shapes = jax.eval_shape(model.init, jax.random.key(0), images())['params']
+  variables = {'params': {**params, 'heads': random_params(shapes['heads'])}}
   with pytest.raises(ValueError, match="'dropout' rng"):
     model.apply(variables, images(), train=True)
   a = model.apply(variables, images(), train=True, rngs={'dropout': jax.random.key(1)})
@@ -214,7 +225,7 @@ def test_dropout_bf16_and_named_heads(hf_flax):
 
 def test_save_load_round_trip_is_bitwise(tmp_path):
   module = ViTModel(tiny_config(heads={'a': 3}, pooling='mean', image_size=12, patch_size=4))
-  params = module.init(jax.random.key(2), images(12))['params']
+  params = random_params(jax.eval_shape(module.init, jax.random.key(2), images(12))['params'])
   save_pretrained(module, params, tmp_path)
   loaded, loaded_params = load_pretrained(tmp_path)
   assert loaded.config == module.config

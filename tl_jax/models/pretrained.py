@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -87,6 +88,12 @@ def read_checkpoint(path: Path) -> convert.Flat:
   raise CheckpointNotFoundError(f'{path}: unsupported weights file type.')
 
 
+@functools.lru_cache(maxsize=8)
+def _jitted_init(module):
+  """One compiled init per architecture (modules are hashable by their config)."""
+  return jax.jit(module.init)
+
+
 # --- load ---------------------------------------------------------------------------------------
 
 def load_pretrained(
@@ -153,7 +160,7 @@ def load_pretrained(
   rng = jax.random.key(seed)
 
   if init == 'random':
-    params = jax.jit(module.init)(rng, **module.dummy_inputs())['params']
+    params = _jitted_init(module)(rng, **module.dummy_inputs())['params']
     logging.info('Initialised %s (%s) at random, seed %d.', model_type, name_or_path, seed)
     return (module, params, report) if with_report else (module, params)
 
