@@ -18,8 +18,12 @@ $(STAMP): requirements.lock requirements-test.lock pyproject.toml
 
 env: $(STAMP)
 
+# The main job (pretrained MiniLM -> BBC News), the same schedule from a random init, and the
+# comparison that shows the transfer. Reruns resume (or skip) what is already done.
 demo: $(STAMP)
 	$(VENV)/bin/tl-jax train --workdir=$(WORKDIR)
+	$(VENV)/bin/tl-jax train --workdir=$(WORKDIR)-random --config.model.init=random
+	$(PY) experiments/compare_runs.py $(WORKDIR) $(WORKDIR)-random
 
 test: $(STAMP)
 	USE_TORCH=1 $(PY) -m pytest -q

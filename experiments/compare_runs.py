@@ -1,0 +1,39 @@
+"""Side-by-side final eval metrics of finished runs, read from their metrics.jsonl.
+
+  python experiments/compare_runs.py runs/default runs/default-random
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+
+def final_eval(workdir: str | pathlib.Path) -> dict[str, float]:
+  """The last eval record (the line with accuracy keys) of a run."""
+  path = pathlib.Path(workdir) / 'metrics.jsonl'
+  if not path.exists():
+    raise SystemExit(f'{path} not found: is {workdir} a finished tl-jax run?')
+  last = {}
+  for line in path.read_text().splitlines():
+    record = json.loads(line)
+    if any(k.endswith('/accuracy') for k in record):
+      last = record
+  return last
+
+
+def markdown_table(workdirs: list[str]) -> str:
+  finals = {w: final_eval(w) for w in workdirs}
+  keys = sorted({k for f in finals.values() for k in f if k.endswith('/accuracy')})
+  rows = ['| run | step | ' + ' | '.join(keys) + ' |', '|---' * (len(keys) + 2) + '|']
+  for w, f in finals.items():
+    cells = [f'{f[k]:.4f}' if k in f else '—' for k in keys]
+    rows.append(f'| {w} | {f.get("step", "—")} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(rows)
+
+
+if __name__ == '__main__':
+  if len(sys.argv) < 2:
+    raise SystemExit(__doc__)
+  print(markdown_table(sys.argv[1:]))
