@@ -26,7 +26,8 @@ _BUFFERS = re.compile(r'(^|\.)(position_ids|token_type_ids)$')
 
 
 def _is_norm(module_name: str) -> bool:
-  return 'norm' in module_name.lower()
+  # BERT `LayerNorm`, ViT `layernorm`, `layernorm_before`, `layernorm_after`; not head names.
+  return module_name in ('LayerNorm', 'layernorm') or module_name.startswith('layernorm_')
 
 
 def strip_prefix(flat: Flat) -> Flat:
@@ -41,12 +42,14 @@ def torch_to_flax(state: dict[str, np.ndarray]) -> Flat:
       continue
     *path, leaf = key.split('.')
     value = np.asarray(value)
+    norm = value.ndim == 1 and _is_norm(path[-1] if path else '')
     owner = path[-1] if path else ''
-    if _is_norm(owner) and leaf in ('weight', 'gamma'):
+    if norm and leaf in ('weight', 'gamma'):
       leaf = 'scale'
-    elif _is_norm(owner) and leaf == 'beta':
+    elif norm and leaf == 'beta':
       leaf = 'bias'
-    elif leaf == 'weight' and owner.endswith('embeddings') and value.ndim == 2:
+    elif leaf == 'weight' and 'embeddings' in path[:2] and owner.endswith('_embeddings') and (
+        value.ndim == 2):
       leaf = 'embedding'
     elif leaf == 'weight' and value.ndim == 2:
       leaf, value = 'kernel', value.T
