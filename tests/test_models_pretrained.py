@@ -1,11 +1,10 @@
-"""load_pretrained / save_pretrained: HF-written checkpoints, key styles, overrides, clear errors."""
+"""load_pretrained / save_pretrained: HF-written checkpoints, key styles, overrides, errors."""
 
 import builtins
 import json
 import shutil
 
 import flax
-import jax
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file

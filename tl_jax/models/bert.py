@@ -1,4 +1,4 @@
-"""BERT encoder in Flax linen, with the HF Flax parameter names (FlaxBertModel params load as is)."""
+"""BERT encoder in Flax linen, with HF Flax parameter names (FlaxBertModel params load as is)."""
 
 from __future__ import annotations
 
@@ -181,6 +181,8 @@ class BertModel(nn.Module):
     states = _Encoder(cfg, name='encoder')(x, layers.attention_bias(attention_mask), train)
     last = states[-1]
 
+    # The pooler runs (and owns params) whatever the pooling, so checkpoints keep their pooler;
+    # under jit an unused pooler costs nothing.
     pooler_out = _Pooler(cfg, name='pooler')(last[:, 0]) if cfg.add_pooler else None
     if cfg.pooling == 'pooler':
       pooled = pooler_out
@@ -189,8 +191,9 @@ class BertModel(nn.Module):
     else:
       pooled = layers.masked_mean(last, attention_mask).astype(last.dtype)
     logits = heads_lib.classifier_logits(
-        layers.dropout(cfg.dropout_rate, train)(pooled), num_classes=cfg.num_classes, heads=cfg.heads,
-        kernel_init=kernel_init(cfg), dtype=cfg.dtype, param_dtype=cfg.param_dtype)
+        layers.dropout(cfg.dropout_rate, train)(pooled), num_classes=cfg.num_classes,
+        heads=cfg.heads, kernel_init=kernel_init(cfg), dtype=cfg.dtype,
+        param_dtype=cfg.param_dtype)
     hidden_states = tuple([x] + states) if cfg.output_hidden_states else None
     return ModelOutput(last_hidden_state=last, pooled=pooled, hidden_states=hidden_states,
                        logits=logits)

@@ -1,4 +1,4 @@
-"""load_pretrained / save_pretrained / load_tokenizer: HF-layout checkpoints <-> (module, params)."""
+"""load_pretrained / save_pretrained / load_tokenizer: HF-layout checkpoints <-> module + params."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ _POSEMB = ('embeddings', 'position_embeddings')
 
 class CheckpointMismatchError(ValueError):
   """Checkpoint keys or shapes do not fit the requested architecture."""
+
+
+class CorruptWeightsError(ValueError):
+  """A weights file that cannot be parsed (truncated, corrupted, not what its name says)."""
 
 
 @dataclasses.dataclass
@@ -77,6 +81,18 @@ def _read_torch_bin(path: Path) -> dict[str, np.ndarray]:
 
 def read_checkpoint(path: Path) -> convert.Flat:
   """Any supported weights file -> flat dict in our names (foreign heads still included)."""
+  try:
+    return _read_checkpoint(path)
+  except (CheckpointNotFoundError, CheckpointMismatchError):
+    raise
+  except Exception as e:  # safetensors/msgpack/torch each raise their own types
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    raise CorruptWeightsError(
+        f'{path} cannot be read ({reason}): the file is truncated or corrupted; download or '
+        'export it again') from e
+
+
+def _read_checkpoint(path: Path) -> convert.Flat:
   if path.name.endswith(('.safetensors', '.safetensors.index.json')):
     return convert.torch_to_flax(_read_safetensors(path))
   if path.suffix == '.bin':

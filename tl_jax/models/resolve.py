@@ -1,4 +1,4 @@
-"""Name -> local files: a local HF-layout directory, a `.npz` file, a hub id, or the `minilm` alias."""
+"""Name -> local files: an HF-layout directory, a `.npz` file, a hub id, or the `minilm` alias."""
 
 from __future__ import annotations
 

@@ -234,6 +234,7 @@ class ViTModel(nn.Module):
 
     patch_mean = layers.masked_mean(last[:, cfg.num_prefix_tokens:], None).astype(last.dtype)
     first = last[:, 0] if cfg.class_token else patch_mean
+    # Runs whatever the pooling so the pooler params stay (free under jit when unused).
     pooler_out = _Pooler(cfg, name='pooler')(first) if cfg.add_pooler else None
     pooled = {'pooler': pooler_out, 'cls': first, 'mean': patch_mean}[cfg.pooling]
     logits = heads_lib.classifier_logits(
