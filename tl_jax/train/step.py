@@ -226,7 +226,9 @@ class TrainCore:
     return self.launcher.get_replicated(state)
 
   # -- steps ----------------------------------------------------------------------------------
-  def _train_fn(self, stage: int) -> Callable:
+  def train_fn(self, stage: int) -> Callable:
+    """The compiled step of a stage: fn(state, device_batch, pretrained) -> (state, metrics)
+    (for benchmarks and cost analysis; train_step is the way to train)."""
     if stage not in self._steps:
       logging.info('compiling the train step for freezing stage %d (%d trainable leaves)', stage,
                    len(self.schedule.trainable(stage)))
@@ -242,7 +244,7 @@ class TrainCore:
     """One optimizer step on a host batch {'target': {...}[, 'source': {...}]}; returns device
     metrics (see host_metrics). Switches the freezing stage when the next step starts one."""
     device_batch = self.launcher.put_batch(batch, self.micro_steps)
-    state, metrics = self._train_fn(self.stage)(state, device_batch, self._pretrained)
+    state, metrics = self.train_fn(self.stage)(state, device_batch, self._pretrained)
     self.step += 1
     next_stage = self.stage_at(self.step)
     if next_stage != self.stage:
