@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from tl_jax.config import base_config
-from tl_jax.models import BertConfig, BertModel
+from tl_jax.models import BertConfig, BertModel, ViTConfig, ViTModel
 from tl_jax.train import optim, parallel
 from tl_jax.train.step import TrainCore, forward, make_train_step, summarize_eval
 from tl_jax.transfer import freezing, lambdas, objectives
@@ -234,6 +234,29 @@ def test_bf16_compute_keeps_fp32_params_and_optimizer():
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(host.params))
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(host.opt_state)
              if jnp.issubdtype(x.dtype, jnp.floating))
+
+
+def test_vit_with_named_heads_trains_its_top_layer():
+  module = ViTModel(ViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=32,
+                              num_layers=2, num_heads=2, intermediate_size=64,
+                              heads=(('digits', 10), ('rot', 4))))
+  params = jax.jit(module.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))['params']
+  c = config(warmup_steps=0)
+  c.transfer.freeze_preset = 'top:1'
+  c.data.target.head = 'digits'
+  core = TrainCore(c, module, params, launcher=parallel.make_launcher('pmap', jax.devices()[:2]))
+  rs = np.random.RandomState(0)
+  batch = {'target': {'image': rs.rand(8, 8, 8, 1).astype(np.float32),
+                      'label': rs.randint(0, 10, (8,)).astype(np.int32)}}
+  state, m = core.train_step(core.init_state(params, rng=0), batch)
+  assert core.host_metrics(m)['is_finite'] == 1.0
+  after, before = flat(core.to_host(state).params), freezing.flatten(params)
+  for name in before:
+    moved = not np.array_equal(after[name], before[name])
+    should = name.startswith(('encoder/layer/1/', 'layernorm/', 'pooler/', 'heads/digits/'))
+    # (softmax ignores the key bias, and the unused 'rot' head gets no gradient: both may stay)
+    if not name.endswith('/key/bias') and not name.startswith('heads/rot/'):
+      assert moved == should, name
 
 
 def test_bad_batches_and_settings(model):
