@@ -146,8 +146,10 @@ def main():
     return one
 
   # Forward of the whole model: the frozen part's cost in any freezing plan.
-  forward_loss = jax.jit(lambda p, ids, mask, labels: optax.softmax_cross_entropy_with_integer_labels(
-      module.apply({'params': p}, input_ids=ids, attention_mask=mask).logits, labels).mean())
+  @jax.jit
+  def forward_loss(p, ids, mask, labels):
+    logits = module.apply({'params': p}, input_ids=ids, attention_mask=mask).logits
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
   x = jax.random.normal(jax.random.key(2), (args.batch, args.seq, args.hidden))
   bias = layers_lib.attention_bias(jnp.asarray(mask))
   pooled = jax.random.normal(jax.random.key(3), (args.batch, args.hidden))

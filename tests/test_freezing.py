@@ -4,7 +4,6 @@ import logging
 
 import jax
 import jax.numpy as jnp
-import ml_collections as mlc
 import numpy as np
 import optax
 import pytest

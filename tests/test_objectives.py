@@ -6,9 +6,7 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
-from jax.sharding import PartitionSpec as P
 
 from tl_jax.config import base_config
 from tl_jax.train import parallel

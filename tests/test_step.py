@@ -11,6 +11,7 @@ import pytest
 from tl_jax.config import base_config
 from tl_jax.models import BertConfig, BertModel, ViTConfig, ViTModel
 from tl_jax.train import optim, parallel
+from tl_jax.train.state import TrainState
 from tl_jax.train.step import TrainCore, forward, make_train_step, summarize_eval
 from tl_jax.transfer import freezing, lambdas, objectives
 
@@ -133,7 +134,6 @@ def test_frozen_layers_get_no_backward_pass(model):
     tx = optim.optimizer_for_stage(c.optimizer, schedule, 0, params, lr)
     fn = make_train_step(module, tx=tx, trainable=schedule.trainable(0), objective=objective,
                          config=c, lr_schedule=lr, lam_fn=lambdas.constant(1.0))
-    from tl_jax.train.state import TrainState
     state = TrainState.create(params, tx, 0)
     step = launcher.compile(fn, sharded_args=(1,), num_args=3)
     return count_dots(jax.make_jaxpr(step)(state, batch, None).jaxpr)
@@ -259,13 +259,16 @@ def test_vit_with_named_heads_trains_its_top_layer():
       assert moved == should, name
 
 
-def test_bad_batches_and_settings(model):
+def test_bad_batches_and_settings(model, runs):
   module, params = model
   launcher = parallel.make_launcher('pmap', jax.devices())
   with pytest.raises(parallel.BatchSizeError, match='multiple of 8'):
     launcher.put_batch(host_batch(n=30))
   with pytest.raises(parallel.BatchSizeError, match='accumulate_steps=3'):
     launcher.put_batch(host_batch(n=16), micro_steps=3)
+  core = runs['shard_map', 8][0]
+  with pytest.raises(ValueError, match='got keys \\[.attention_mask., .input_ids., .label.\\]'):
+    core.train_step(None, host_batch()['target'])
   with pytest.raises(parallel.ParallelError, match='valid: pmap, shard_map'):
     parallel.make_launcher('pjit')
   with pytest.raises(ValueError, match='valid: adamw, sgd, adafactor'):

@@ -243,6 +243,9 @@ class TrainCore:
   def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, Any]]:
     """One optimizer step on a host batch {'target': {...}[, 'source': {...}]}; returns device
     metrics (see host_metrics). Switches the freezing stage when the next step starts one."""
+    if 'target' not in batch or set(batch) - set(objectives.DOMAINS):
+      raise StepConfigError(f'a train batch is {{"target": {{...}}[, "source": {{...}}]}}, got keys '
+                            f'{sorted(batch)}')
     device_batch = self.launcher.put_batch(batch, self.micro_steps)
     state, metrics = self.train_fn(self.stage)(state, device_batch, self._pretrained)
     self.step += 1
