@@ -24,6 +24,9 @@ def model_section() -> mlc.ConfigDict:
       dtype='float32',  # compute dtype; 'bfloat16' for mixed precision
       param_dtype='float32',
       image_size=0,  # ViT only; 0 keeps the pre-training size, else position embeddings resample
+      # Read a PyTorch pytorch_model.bin (a pickle) when no safetensors/msgpack file is there;
+      # only for files you trust. Hub code (trust_remote_code) is never run.
+      allow_pickle=False,
   ))
 
 
@@ -120,6 +123,10 @@ def train_section() -> mlc.ConfigDict:
       async_checkpoint=True,  # write in a background thread (arrays are copied first)
       early_stopping_patience=0,  # evals without improvement; 0 = off
       export_hf=True,
+      # Testing aid (tests/test_reliability.py): step k runs on NaN parameters, as if the loss
+      # had diverged there, to check that training stops at k and keeps the last good
+      # checkpoint. 0 = off.
+      inject_nan_at_step=0,
   ))
 
 

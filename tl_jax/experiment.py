@@ -50,7 +50,7 @@ def build_model(config: mlc.ConfigDict, target, source=None, *, init: str | None
       heads=heads, pooling=m.pooling, dropout_rate=m.dropout_rate,
       attention_dropout_rate=m.attention_dropout_rate, dtype=m.dtype,
       param_dtype=m.param_dtype, image_size=m.image_size or None, seed=config.seed,
-      with_report=True)
+      with_report=True, allow_pickle=m.get('allow_pickle', False))
 
 
 def _check_kinds(module, target, source) -> None:

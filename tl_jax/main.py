@@ -14,6 +14,7 @@ import difflib
 import importlib.util
 import os
 import pathlib
+import re
 import sys
 
 # Quiet, offline-friendly defaults, set before jax/transformers are imported.
@@ -33,7 +34,8 @@ class UsageError(ValueError):
 
 
 def _fail(message: str, code: int = 2) -> None:
-  print(f"tl-jax: error: {message}", file=sys.stderr)
+  one_line = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+  print(f"tl-jax: error: {one_line}", file=sys.stderr)
   sys.exit(code)
 
 
@@ -81,7 +83,22 @@ def _parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    _fail(str(e).splitlines()[0])
+    _fail(_flag_error(str(e).splitlines()[0], argv))
+
+
+def _flag_error(message: str, argv: list[str]) -> str:
+  """A value of the wrong type for --config.KEY: say which type the key takes."""
+  match = re.match(r"flag --config\.([\w.]+)=", message)
+  if not match:
+    return message
+  key = match.group(1)
+  try:
+    value = _load_config_module(_config_path(argv))
+    for part in key.split("."):
+      value = value[part]
+  except Exception:  # the hint is a nicety; the message stands without it
+    return message
+  return f"{message}; --config.{key} takes a {type(value).__name__} (default {value!r})"
 
 
 def _command(argv: list[str]) -> str:

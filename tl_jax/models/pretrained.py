@@ -33,6 +33,10 @@ class CorruptWeightsError(ValueError):
   """A weights file that cannot be parsed (truncated, corrupted, not what its name says)."""
 
 
+class PickleNotAllowedError(ValueError):
+  """Only a pickled checkpoint is there, and loading pickles was not asked for."""
+
+
 @dataclasses.dataclass
 class LoadReport:
   """What load_pretrained did beyond copying weights one to one."""
@@ -67,23 +71,31 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
   return load_file(path)
 
 
-def _read_torch_bin(path: Path) -> dict[str, np.ndarray]:
+def _read_torch_bin(path: Path, allow_pickle: bool) -> dict[str, np.ndarray]:
   try:
     import torch
   except ImportError as e:
     raise CheckpointNotFoundError(
         f'{path} is a PyTorch pickle and torch is not installed. Install torch (pip install '
         'tl_jax[torch]), or convert it once to model.safetensors.') from e
+  # Even torch's restricted unpickler (weights_only=True) has had bypasses: pickles are read
+  # only when the user says they trust the file.
+  if not allow_pickle:
+    raise PickleNotAllowedError(
+        f'{path} is a pickle (PyTorch .bin) and pickles are not loaded unless asked: convert it '
+        'once to model.safetensors, or if you trust the file pass allow_pickle=True '
+        '(--config.model.allow_pickle=True)')
   state = torch.load(path, map_location='cpu', weights_only=True)
   # bf16 has no numpy twin in torch: go through fp32 (exact), cast to param_dtype later.
   return {k: (v.float() if v.dtype == torch.bfloat16 else v).numpy() for k, v in state.items()}
 
 
-def read_checkpoint(path: Path) -> convert.Flat:
-  """Any supported weights file -> flat dict in our names (foreign heads still included)."""
+def read_checkpoint(path: Path, allow_pickle: bool = False) -> convert.Flat:
+  """Any supported weights file -> flat dict in our names (foreign heads still included).
+  A PyTorch .bin (a pickle) is read only with allow_pickle=True."""
   try:
-    return _read_checkpoint(path)
-  except (CheckpointNotFoundError, CheckpointMismatchError):
+    return _read_checkpoint(path, allow_pickle)
+  except (CheckpointNotFoundError, CheckpointMismatchError, PickleNotAllowedError):
     raise
   except Exception as e:  # safetensors/msgpack/torch each raise their own types
     reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
@@ -92,11 +104,11 @@ def read_checkpoint(path: Path) -> convert.Flat:
         'export it again') from e
 
 
-def _read_checkpoint(path: Path) -> convert.Flat:
+def _read_checkpoint(path: Path, allow_pickle: bool) -> convert.Flat:
   if path.name.endswith(('.safetensors', '.safetensors.index.json')):
     return convert.torch_to_flax(_read_safetensors(path))
   if path.suffix == '.bin':
-    return convert.torch_to_flax(_read_torch_bin(path))
+    return convert.torch_to_flax(_read_torch_bin(path, allow_pickle))
   if path.suffix == '.msgpack':
     tree = flax.serialization.msgpack_restore(path.read_bytes())
     return convert.strip_prefix(
@@ -126,6 +138,7 @@ def load_pretrained(
     output_hidden_states: bool | None = None,
     seed: int = 0,
     with_report: bool = False,
+    allow_pickle: bool = False,
 ):
   """Returns (module, params) [+ LoadReport when with_report].
 
@@ -133,6 +146,7 @@ def load_pretrained(
   keeps the checkpoint's value. Giving num_classes or heads (even 0 / {}) replaces the
   checkpoint's head(s) by fresh ones (reported in new_keys / dropped_keys); image_size (ViT, 0 =
   keep) resamples the position embeddings. init='random' builds the same architecture afresh.
+  allow_pickle: read a PyTorch `pytorch_model.bin` (a pickle; refused by default).
   """
   if init not in INITS:
     raise ValueError(f'init={init!r}; choose one of {INITS}.')
@@ -145,7 +159,7 @@ def load_pretrained(
     model_type, kwargs = hf_config.config_kwargs_from_hf(
         resolved.hf_config, f'{resolved.directory}/config.json')
     if init == 'pretrained':
-      weights = read_checkpoint(resolved.weights)
+      weights = read_checkpoint(resolved.weights, allow_pickle)
   if init == 'random':
     weights = {}
   weights, foreign = convert.split_foreign(weights)
@@ -260,4 +274,5 @@ def save_pretrained(module, params, directory: str | os.PathLike,
 def load_tokenizer(name_or_path: str | os.PathLike):
   """transformers AutoTokenizer from the resolved local directory (v4 and v5 alike)."""
   from transformers import AutoTokenizer
-  return AutoTokenizer.from_pretrained(str(resolve_lib.tokenizer_dir(name_or_path)))
+  return AutoTokenizer.from_pretrained(str(resolve_lib.tokenizer_dir(name_or_path)),
+                                       trust_remote_code=False)  # never run a repo's code

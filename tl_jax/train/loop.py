@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import pathlib
+import signal
 import time
 from typing import Any
 
@@ -30,6 +33,25 @@ class NonFiniteLossError(RuntimeError):
   """The loss or the gradients became NaN/inf; the last good checkpoint is kept."""
 
 
+# Testing aid (tests/test_reliability.py): TL_JAX_TEST_KILL_AT='<point>:<step>' SIGKILLs the
+# process at that point of that step, so crash safety is tested at exact places: 'step' (the
+# step is dispatched, nothing of it saved), 'save' (a checkpoint write has started and is not
+# finished), 'eval' (between two eval batches).
+KILL_AT_ENV = 'TL_JAX_TEST_KILL_AT'
+
+
+def _maybe_kill(point: str, step: int | None, checkpoints: pathlib.Path | None = None) -> None:
+  if step is None or os.environ.get(KILL_AT_ENV) != f'{point}:{step}':
+    return
+  if checkpoints is not None:  # die mid-write: once orbax's temporary step directory exists
+    deadline = time.monotonic() + 10
+    while not any(checkpoints.glob(f'{step}.orbax-checkpoint-tmp*')):
+      if time.monotonic() > deadline:
+        break
+      time.sleep(0.001)
+  os.kill(os.getpid(), signal.SIGKILL)
+
+
 def check_config(config: mlc.ConfigDict) -> None:
   t, o = config.train, config.optimizer
   if t.num_steps <= 0:
@@ -39,6 +61,39 @@ def check_config(config: mlc.ConfigDict) -> None:
   for key in ('log_every', 'eval_every', 'checkpoint_every'):
     if t[key] < 0:
       raise experiment.ConfigError(f'train.{key}={t[key]}: must be >= 0 (0 = only at the end)')
+
+
+def check_fits(config: mlc.ConfigDict, pieces: experiment.Pieces, core: step_lib.TrainCore,
+               evals: dict) -> None:
+  """What only the built model, data and devices can tell; checked before the workdir is
+  touched, so these mistakes never leave a half-started run behind."""
+  # Every label must index its head (else the loss is NaN from the first step).
+  cfg = pieces.module.config
+  named = dict(cfg.heads)
+  for domain, info in (('target', pieces.target_info), ('source', pieces.source_info)):
+    if info is None or not info.num_classes:
+      continue
+    head = config.data[domain].head or ('shared' if named else '')
+    size = named.get(head, 0) if head else cfg.num_classes
+    if 0 < size < info.num_classes:
+      raise experiment.ConfigError(
+          f'labels out of range: {domain} dataset {info.name!r} has {info.num_classes} classes '
+          f'but its head has {size} outputs; set --config.model.num_classes=0 (sized from the '
+          f'data) or >= {info.num_classes}')
+  # The metric that picks the best checkpoint (and drives early stopping) must exist.
+  t = config.train
+  names = sorted(f'{name}/{m}' for name in evals for m in ('accuracy', 'loss'))
+  if t.best_metric and t.best_metric not in names:
+    raise experiment.ConfigError(
+        f'train.best_metric={t.best_metric!r} is not an eval metric of this run (it has: '
+        f'{", ".join(names) or "none, no eval splits"}); set --config.train.best_metric to one '
+        "of them, or to '' to keep only the latest checkpoints")
+  if t.early_stopping_patience and not t.best_metric:
+    raise experiment.ConfigError('train.early_stopping_patience needs train.best_metric (the '
+                                 'eval metric to watch); set both, or the patience to 0')
+  # Per-device rows must split into the gradient-accumulation micro-batches.
+  host_rows = config.data.batch_size // jax.process_count()
+  core.launcher.check_batch({'rows': np.zeros((host_rows, 1))}, core.micro_steps)
 
 
 def _due(step: int, every: int, last: int) -> bool:
@@ -51,12 +106,16 @@ def _image_size(config: mlc.ConfigDict, module) -> int | None:
   return config.data.image_size or module.config.image_size
 
 
-def evaluate_params(core: step_lib.TrainCore, params, evals: dict) -> dict[str, float]:
+def evaluate_params(core: step_lib.TrainCore, params, evals: dict, *,
+                    step: int | None = None) -> dict[str, float]:
   """'{domain}/{split}/{accuracy,loss}' over every example of every eval split."""
   results = {}
   for name, batches in evals.items():
     domain = name.split('/')[0]
-    sums = [core.eval_step(params, batch, domain) for batch in batches]
+    sums = []
+    for batch in batches:
+      sums.append(core.eval_step(params, batch, domain))
+      _maybe_kill('eval', step)
     summary = step_lib.summarize_eval(sums)
     results[f'{name}/accuracy'] = summary['accuracy']
     results[f'{name}/loss'] = summary['loss']
@@ -93,6 +152,7 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
                      num_devices=num_devices)
   train_iter = data_lib.build_train_iterator(config.data, seed=config.seed, **data_kwargs)
   evals = data_lib.build_eval_batches(config.data, **data_kwargs)
+  check_fits(config, pieces, core, evals)
   num_steps = config.train.num_steps
 
   # -----------------------------------------------------------------------------------------
@@ -131,10 +191,18 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
   final: dict[str, float] = {}
   pending = None  # (step, device metrics) not yet checked
   step = start
+  inject_nan_at = config.train.get('inject_nan_at_step', 0)
   try:
     for step in range(start + 1, num_steps + 1):
       batch = next(train_iter)
+      if step == start + 1:  # multi-host: each host reads only its rows of the global batch
+        logging.info('Process %d of %d reads %d of the %d rows of each global batch.',
+                     jax.process_index(), jax.process_count(),
+                     jax.tree.leaves(batch)[0].shape[0], config.data.batch_size)
+      if step == inject_nan_at:  # testing aid, see config.train.inject_nan_at_step
+        state = state.replace(params=jax.tree.map(lambda x: x * np.nan, state.params))
       state, metrics = core.train_step(state, batch)
+      _maybe_kill('step', step)
       if pending is not None:
         _check_finite(core, *pending)
       pending = (step, metrics)
@@ -150,7 +218,7 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
       if not save_now:
         continue
       with writer.paused():
-        results = evaluate_params(core, state.params, evals) if eval_now else None
+        results = evaluate_params(core, state.params, evals, step=step) if eval_now else None
         stop = False
         if results:
           final = results
@@ -160,6 +228,7 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
                 'early_stopping': early.state_dict()}
         ckpt.save(step, core.to_host(state), meta, metrics=results,
                   force=(step == num_steps or stop))
+        _maybe_kill('save', step, ckpt.directory)
       if stop:
         writer.log_text(f'Early stopping at step {step}: no gain in {early.metric} for '
                         f'{early.patience} evals (best at step {early.best_step}).')

@@ -132,9 +132,13 @@ def open_workdir(path: str | os.PathLike, *, fingerprint: Mapping[str, Any],
       _check_compatible(path, fingerprint)
     return Workdir(path)
 
+  if path.is_dir():  # refuse another run's or the user's directory before writing into it
+    _check_foreign_files(path)
+    if not overwrite:
+      _check_compatible(path, fingerprint)
   _ensure_writable(path)
   workdir = Workdir(path, _acquire_lock(path))
-  try:
+  try:  # again under the lock: another process may have written in between
     _check_foreign_files(path)
     if overwrite:
       if any(p.name != LOCK_FILE for p in path.iterdir()):
