@@ -339,6 +339,21 @@ def test_layer_decay_and_multipliers_scale_updates(model):
                     schedule.groups[0])
 
 
+def test_gradient_clipping_uses_the_global_norm_of_trainable_grads(model):
+  _, params = model
+  c = config(name='sgd', momentum=0.0, weight_decay=0.0, schedule='constant', warmup_steps=0,
+             grad_clip_norm=0.5)
+  schedule = freezing.FreezeSchedule([freezing.Stage(0, 'head_only')], params)
+  tx = optim.optimizer_for_stage(c.optimizer, schedule, 0, params,
+                                 optim.learning_rate_schedule(c.optimizer, 10))
+  grads = jax.tree.map(jnp.zeros_like, params)  # frozen grads are zeros in the step
+  grads['head'] = {'kernel': jnp.full((32, 3), 2.0), 'bias': jnp.full((3,), 2.0)}
+  updates, _ = tx.update(grads, tx.init(params), params)
+  norm = 2.0 * np.sqrt(32 * 3 + 3)
+  np.testing.assert_allclose(updates['head']['kernel'], -1e-2 * 2.0 * 0.5 / norm, rtol=1e-5)
+  assert not np.any(updates['pooler']['dense']['kernel'])
+
+
 def test_learning_rate_schedules():
   c = config(schedule='warmup_linear', warmup_steps=2)
   s = optim.learning_rate_schedule(c.optimizer, 10)
