@@ -1,0 +1,202 @@
+"""Sweep runner: grid expansion, names, host sharding, tables, skip-finished and resume."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+from cli_helpers import REPO, TINY_CONFIG, cli_env, tiny_assets  # noqa: F401 (session fixture)
+from tl_jax import sweep
+
+
+# -------------------------------------------------------------------------------------------
+# Declaring and expanding.
+# -------------------------------------------------------------------------------------------
+
+def test_product_names_groups_and_seeds():
+  schedules = [{'name': 'full', 'transfer.freeze_preset': 'all'},
+               {'transfer.freeze_preset': 'top:2', 'optimizer.learning_rate': 1e-3}]
+  overrides = sweep.product(schedules, sweep.axis('seed', [0, 1, 2]))
+  assert len(overrides) == 6
+  runs = sweep.expand(_base(), overrides)
+  assert [r.name for r in runs[:4]] == [
+      'full,seed=0', 'full,seed=1', 'full,seed=2', 'freeze_preset=top-2,learning_rate=0.001,seed=0']
+  assert [r.group for r in runs] == ['full'] * 3 + ['freeze_preset=top-2,learning_rate=0.001'] * 3
+  assert [r.config.seed for r in runs] == [0, 1, 2] * 2
+  assert runs[3].config.transfer.freeze_preset == 'top:2'
+  assert runs[3].config.optimizer.learning_rate == 1e-3
+  assert runs[0].config.optimizer.learning_rate == _base().optimizer.learning_rate  # a copy
+  # names of combined axes are joined; chain appends
+  named = sweep.product([{'name': 'a'}], [{'name': 'b', 'seed': 3}])
+  assert sweep.run_name(named[0]) == 'a-b,seed=3'
+  assert len(sweep.chain(overrides, named)) == 7
+
+
+def test_overrides_are_checked_and_typed():
+  base = _base()
+  with pytest.raises(sweep.SweepError, match="did you mean 'optimizer.learning_rate'"):
+    sweep.expand(base, [{'optimizer.lerning_rate': 1.0}])
+  with pytest.raises(sweep.SweepError, match='both named'):
+    sweep.expand(base, [{'seed': 1}, {'seed': 1}])
+  with pytest.raises(sweep.SweepError, match='empty'):
+    sweep.expand(base, [])
+  run, = sweep.expand(base, [{'data.target.eval_splits': ['test'],
+                              'transfer.lam': {'kind': 'linear', 'value': 0.5}}])
+  assert run.config.data.target.eval_splits == ('test',)  # list -> the field's tuple
+  assert run.config.transfer.lam.kind == 'linear' and run.config.transfer.lam.gamma == 10.0
+
+
+@pytest.mark.parametrize('n', [1, 2, 3, 5])
+def test_host_shards_partition_the_runs(n):
+  runs = sweep.expand(_base(), sweep.axis('seed', range(7)))
+  shards = [sweep.shard(runs, f'{k}/{n}') for k in range(n)]
+  indices = sorted(r.index for s in shards for r in s)
+  assert indices == list(range(7))  # every run on exactly one host
+  assert all(r.index % n == k for k, s in enumerate(shards) for r in s)
+  with pytest.raises(sweep.SweepError, match='K/N'):
+    sweep.shard(runs, f'{n}/{n}')
+
+
+# -------------------------------------------------------------------------------------------
+# Measuring and aggregating.
+# -------------------------------------------------------------------------------------------
+
+def test_step_times_skip_the_compile_step():
+  records = [{'step': 1, 'examples_per_sec': 1.0}, {'step': 2, 'examples_per_sec': 16.0},
+             {'step': 4, 'examples_per_sec': 8.0}]
+  assert sweep.step_times(records, examples_per_step=16) == [1.0, 4.0]
+
+
+def test_aggregate_mean_std_over_seeds_and_table():
+  accs = [0.9, 0.92, 0.94]
+  results = [{'name': f'a,seed={i}', 'group': 'a', 'final': {'target/test/accuracy': acc},
+              'wall_s': 10.0 + i, 'opt_state_bytes': 2**20} for i, acc in enumerate(accs)]
+  results += [{'name': 'b,seed=0', 'group': 'b', 'final': {'target/test/accuracy': 0.5},
+               'wall_s': 3.0},
+              {'name': 'b,seed=1', 'group': 'b', 'pending': True}]
+  columns = ('target/test/accuracy', 'wall_s', 'opt_state_bytes')
+  rows = sweep.aggregate(results, columns)
+  a, b = rows
+  assert a['runs'] == 3 and a['pending'] == 0 and b['runs'] == 1 and b['pending'] == 1
+  mean, std, n = a['target/test/accuracy']
+  assert mean == pytest.approx(0.92) and std == pytest.approx(statistics.stdev(accs)) and n == 3
+  assert b['target/test/accuracy'] == (0.5, 0.0, 1)
+  table = sweep.markdown_table(rows, columns).splitlines()
+  assert table[2] == '| a | 3 | 92.0 ± 2.0 | 11 ± 1 | 1.0 |'
+  assert table[3] == '| b | 1 (+1 pending) | 50.0 | 3 | — |'
+
+
+# -------------------------------------------------------------------------------------------
+# Running: tiny BERT on a folder of texts, a few steps per run.
+# -------------------------------------------------------------------------------------------
+
+SWEEP_FILE = '''
+import sys
+sys.path.insert(0, {repo!r})
+from tl_jax import sweep
+sys.path.insert(0, {configs!r})
+import tiny_test
+
+def get_config(arg=None):
+  config = tiny_test.get_config()
+  config.model.name = {bert!r}
+  config.data.target.name = {texts!r}
+  config.data.data_dir = {data_dir!r}
+  config.data.text_fields = ('text',)
+  config.data.target.eval_splits = ('validation',)
+  config.train.best_metric = ''
+  config.train.num_steps = 4
+  config.train.export_hf = False
+  return config
+
+def get_sweep(arg=None):
+  return sweep.product([{{'name': 'head', 'transfer.freeze_preset': 'head_only'}},
+                        {{'name': 'all', 'transfer.freeze_preset': 'all'}}],
+                       sweep.axis('seed', [0]))
+'''
+
+
+@pytest.fixture
+def sweep_file(tiny_assets, tmp_path) -> pathlib.Path:
+  path = tmp_path / 'tiny_sweep.py'
+  path.write_text(SWEEP_FILE.format(
+      repo=str(REPO), configs=str(TINY_CONFIG.parent), bert=str(tiny_assets.bert_dir),
+      texts=tiny_assets.text_dataset, data_dir=str(tiny_assets.data_dir)))
+  return path
+
+
+def test_sweep_runs_skips_finished_and_resumes(sweep_file, tmp_path):
+  sweepdir = tmp_path / 'sweep'
+  spec = sweep.SweepSpec(str(sweep_file))
+  head, full = spec.runs()
+  # An interrupted run: 2 of its 4 steps done and checkpointed, no result marker.
+  from tl_jax.train import loop  # pylint: disable=g-import-not-at-top
+  half = sweep.apply_overrides(head.config, {'train.num_steps': 2})
+  loop.train(half, str(sweepdir / head.name))
+  assert not sweep.is_finished(sweepdir / head.name)
+
+  lines = []
+  results = sweep.run_sweep(spec, sweepdir, runner='inprocess', printer=lines.append)
+  assert '2 runs, 2 on this host, 0 already finished, 2 to run' in lines[0]
+  by_name = {r['name']: r for r in results}
+  assert by_name[head.name]['resumed'] and not by_name[full.name]['resumed']
+  train, _ = sweep.read_history(sweepdir / head.name)
+  assert [r['step'] for r in train] == [1, 2, 3, 4]  # steps 3-4 continued, none twice
+  for r in results:
+    assert r['num_steps'] == 4 and 0 <= r['final']['target/validation/accuracy'] <= 1
+    assert r['peak_rss_mb'] > 0 and r['median_step_s'] > 0
+  # head_only trains only the head; its optimizer state holds only the head's moments
+  assert by_name[head.name]['trainable_params'] < by_name[full.name]['trainable_params']
+  assert by_name[full.name]['trainable_params'] == by_name[full.name]['total_params']
+  assert by_name[head.name]['opt_state_bytes'] < by_name[full.name]['opt_state_bytes']
+  saved = json.loads((sweepdir / 'runs.json').read_text())
+  assert [r['name'] for r in saved] == [head.name, full.name]
+  assert (sweepdir / 'runs.csv').read_text().count('\n') == 3
+  assert '| head | 1 |' in (sweepdir / 'table.md').read_text()
+
+  # Rerun: both finished, nothing trains again (the markers are untouched).
+  marker = sweepdir / full.name / sweep.RESULT_FILE
+  before = marker.stat().st_mtime_ns
+  lines.clear()
+  sweep.run_sweep(spec, sweepdir, runner='inprocess', printer=lines.append)
+  assert '2 already finished, 0 to run' in lines[0]
+  assert marker.stat().st_mtime_ns == before
+
+  # Host 1 of 2, with run 1's marker lost: only run 1 is run, and it resumes from its
+  # final checkpoint (no step trains twice).
+  marker.unlink()
+  lines.clear()
+  sweep.run_sweep(spec, sweepdir, only='1/2', runner='inprocess', printer=lines.append)
+  assert '1 on this host (1/2), 0 already finished, 1 to run' in lines[0]
+  assert any('resuming ' + full.name in line for line in lines)
+  assert sweep.read_result(sweepdir / full.name)['resumed']
+
+
+def test_cli_subprocess_runner_and_report(sweep_file, tmp_path):
+  sweepdir = tmp_path / 'cli'
+  command = [sys.executable, '-m', 'tl_jax.sweep', f'--config={sweep_file}',
+             f'--sweepdir={sweepdir}', '--only=0/2', '--config.train.num_steps=2',
+             '--prune_checkpoints']
+  done = subprocess.run(command, cwd=REPO, env=cli_env(1), capture_output=True, text=True,
+                        timeout=300)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+  result = sweep.read_result(sweepdir / 'head,seed=0')
+  assert result['num_steps'] == 2  # the --config override reached the child
+  assert not (sweepdir / 'head,seed=0' / 'checkpoints').exists()
+  assert not (sweepdir / 'all,seed=0').exists()  # host 1's run
+  assert '| all | 0 (+1 pending) |' in done.stdout
+  assert (sweepdir / 'logs' / 'head,seed=0.log').read_text().count('step 2/2') == 1
+  bad = subprocess.run(command[:4] + [f'--sweepdir={sweepdir}', '--config.train.nm_steps=2'],
+                       cwd=REPO, env=cli_env(1), capture_output=True, text=True, timeout=120)
+  assert bad.returncode == 2
+  assert "did you mean 'train.num_steps'" in bad.stderr
+
+
+def _base():
+  from tl_jax.config import base_config  # pylint: disable=g-import-not-at-top
+  return base_config()
