@@ -27,6 +27,7 @@ from tl_jax.train import metrics as metrics_lib
 from tl_jax.train import parallel
 from tl_jax.train import step as step_lib
 from tl_jax.train import workdir as workdir_lib
+from tl_jax.transfer import objectives
 
 
 class NonFiniteLossError(RuntimeError):
@@ -242,7 +243,8 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
   if not final:  # resumed a finished run: evaluate what is there
     final = evaluate_params(core, state.params, evals)
   if jax.process_index() == 0 and config.train.export_hf:
-    params = jax.device_get(core.to_host(state).params)
+    # The model's own params: method-owned ones (discriminators, ...) are not part of it.
+    params = objectives.module_params(jax.device_get(core.to_host(state).params))
     models.save_pretrained(module, params, wd.export, tokenizer_from=config.model.name
                            if module.kind == 'text' else None)
   _report(writer, config, final, step, time.monotonic() - start_time, wd)

@@ -175,8 +175,12 @@ class TrainCore:
     self.micro_steps = int(config.optimizer.accumulate_steps)
     if self.micro_steps < 1:
       raise StepConfigError(f'optimizer.accumulate_steps={self.micro_steps} must be >= 1')
-    self.schedule = freezing.schedule_from_config(config.transfer, params)
     self.objective = objectives.from_config(config)
+    # Method-owned params (discriminators, adversarial heads) join the tree under
+    # 'objectives/': the freezing rules, the optimizer and checkpoints all see them.
+    self._objective_params = self._init_objective_params(params)
+    params = self.with_objective_params(params)
+    self.schedule = freezing.schedule_from_config(config.transfer, params)
     self.lam_fn = lambdas.from_config(config.transfer.lam, self.total_steps)
     self.lr_schedule = optim.learning_rate_schedule(config.optimizer, self.total_steps)
     self._params_shape = jax.eval_shape(lambda p: p, params)
@@ -195,6 +199,26 @@ class TrainCore:
     self.stage = 0
 
   # -- states ---------------------------------------------------------------------------------
+  def _init_objective_params(self, params: Any) -> dict[str, Any]:
+    if not any(o.init for o in self.objective.objectives):
+      return {}
+    module_params = objectives.module_params(params)
+    out = jax.eval_shape(lambda p: self.module.apply({'params': p}, **self.module.dummy_inputs()),
+                         module_params)
+    num_classes = 0
+    if out.logits is not None:
+      num_classes = objectives.select_logits(out.logits, self.config.data.target.head).shape[-1]
+    dims = objectives.FeatureDims(feature_dim=int(out.pooled.shape[-1]),
+                                  num_classes=int(num_classes))
+    rng = jax.random.fold_in(jax.random.key(self.config.seed), 0x0b7)  # apart from model init
+    return jax.device_get(self.objective.init_params(rng, dims, self.config))
+
+  def with_objective_params(self, params: Any) -> Any:
+    """`params` plus the objectives' own params under 'objectives/' (as is when there)."""
+    if not self._objective_params or objectives.PARAMS_KEY in params:
+      return params
+    return {**params, objectives.PARAMS_KEY: self._objective_params}
+
   def tx(self, stage: int) -> optax.GradientTransformation:
     return self._txs[stage]
 
@@ -202,7 +226,8 @@ class TrainCore:
     return self.schedule.stage_at(step)
 
   def init_state(self, params: Any, rng: Any) -> TrainState:
-    """A fresh state at step 0, laid out on the devices."""
+    """A fresh state at step 0, laid out on the devices (objective params added)."""
+    params = self.with_objective_params(params)
     return self.to_devices(TrainState.create(params, self.tx(0), rng, stage=0))
 
   def abstract_state(self, step: int = 0) -> TrainState:

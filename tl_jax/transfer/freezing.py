@@ -8,7 +8,7 @@ rule must claim at least one leaf, so a typo is an error instead of a silently f
 Instead of a rule list, a config may name a preset (BERT and ViT share the layout
 `embeddings/`, `encoder/layer/<i>/`, then pooler / final layernorm / `head` or `heads/<name>`):
   'all'        everything trains
-  'head_only'  only `head/` or `heads/` trains
+  'head_only'  only `head/` or `heads/` trains (and method-owned `objectives/` params)
   'bottom:K'   embeddings and encoder layers 0..K-1 are frozen, the rest trains
   'top:K'      only the top K encoder layers and everything above them train
 
@@ -190,7 +190,8 @@ def _preset(spec: str, params: Any) -> Rules:
   if name == 'all' and not arg:
     return ((r'.*', TRAIN),)
   if name == 'head_only' and not arg:
-    return ((r'(?:head|heads)/.*', TRAIN), (r'.*', None))
+    # Method-owned params (discriminators, adversarial heads) train with the head.
+    return ((r'(?:head|heads|objectives)/.*', TRAIN), (r'.*', None))
   if name in ('bottom', 'top'):
     try:
       k = int(arg)

@@ -7,6 +7,11 @@ A new objective is one function in one file of `tl_jax/transfer/`:
       ...  # ctx.outputs['source'].pooled, ctx.logits('target'), ctx.lam, ctx.step, ...
       return scalar, {'my_method/some_metric': value}
 
+An objective that owns weights (a domain discriminator, an adversarial head) also registers
+`init=fn(rng, dims, config) -> params`; TrainCore puts them in the params tree under
+`objectives/<name>/...` (the model ignores that key), the optimizer trains them with the rest,
+the objective reads them as `ctx.method_params(name)`, and the HF export leaves them out.
+
 `config.transfer.objectives` lists the names; the joint loss is their sum. 'cross_entropy' is
 the supervised part, L_T + λ·L_S; method terms scale themselves (by their own config keys or
 by ctx.lam). Every function runs per device inside the jitted step: use `ctx.mean` for batch
@@ -27,6 +32,7 @@ import optax
 
 DOMAINS = ('target', 'source')
 NEEDS = ('pretrained', 'hidden_states')
+PARAMS_KEY = 'objectives'  # top-level key of method-owned params in the params tree
 
 Metrics = dict[str, jax.Array]
 ObjectiveFn = Callable[['Context'], tuple[jax.Array, Metrics]]
@@ -41,15 +47,28 @@ class Objective:
   name: str
   fn: ObjectiveFn
   needs: frozenset[str]
+  init: 'InitFn | None' = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureDims:
+  """What a method's params are sized from: the pooled feature width and the target logits'."""
+  feature_dim: int
+  num_classes: int
+
+
+InitFn = Callable[[jax.Array, FeatureDims, Any], Any]
 
 
 _REGISTRY: dict[str, Objective] = {}
 _discovered = False
 
 
-def register(name: str, *, needs: Sequence[str] = ()) -> Callable[[ObjectiveFn], ObjectiveFn]:
+def register(name: str, *, needs: Sequence[str] = (),
+             init: InitFn | None = None) -> Callable[[ObjectiveFn], ObjectiveFn]:
   """Registers `fn(ctx) -> (scalar, metrics)` under `name`. `needs`: 'pretrained' (the step
-  passes the pretrained params) and/or 'hidden_states' (the model returns every layer)."""
+  passes the pretrained params) and/or 'hidden_states' (the model returns every layer).
+  `init(rng, dims, config) -> params`: the objective owns trainable params (see the top)."""
   unknown = set(needs) - set(NEEDS)
   if unknown:
     raise ObjectiveError(f'objective {name!r}: unknown needs {sorted(unknown)}; valid: {NEEDS}')
@@ -59,7 +78,7 @@ def register(name: str, *, needs: Sequence[str] = ()) -> Callable[[ObjectiveFn],
     if old is not None and (old.fn.__module__, old.fn.__qualname__) != (fn.__module__,
                                                                         fn.__qualname__):
       raise ObjectiveError(f'objective {name!r} is already registered by {old.fn.__module__}')
-    _REGISTRY[name] = Objective(name, fn, frozenset(needs))
+    _REGISTRY[name] = Objective(name, fn, frozenset(needs), init)
     return fn
   return wrap
 
@@ -120,6 +139,14 @@ class Context:
 
   def weights(self, domain: str) -> jax.Array:
     return example_weights(self.batches[domain])
+
+  def method_params(self, name: str) -> Any:
+    """The params objective `name` registered an init for (`params['objectives'][name]`)."""
+    owned = self.params.get(PARAMS_KEY, {}) if isinstance(self.params, Mapping) else {}
+    if name not in owned:
+      raise ObjectiveError(f'objective {name!r} has no params in the state; build the state '
+                           'with TrainCore (it adds them), or JointObjective.init_params')
+    return owned[name]
 
   def mean(self, values: jax.Array, weights: jax.Array | None = None) -> jax.Array:
     """Weighted mean over the GLOBAL batch, arranged so that the pmean the step applies to the
@@ -208,6 +235,11 @@ class JointObjective:
   def needs(self) -> frozenset[str]:
     return frozenset().union(*(o.needs for o in self.objectives))
 
+  def init_params(self, rng: jax.Array, dims: FeatureDims, config: Any) -> dict[str, Any]:
+    """{name: params} of the objectives that own params ({} when none does)."""
+    return {o.name: o.init(jax.random.fold_in(rng, i), dims, config)
+            for i, o in enumerate(self.objectives) if o.init is not None}
+
   def __call__(self, ctx: Context) -> tuple[jax.Array, Metrics]:
     total = jnp.zeros((), jnp.float32)
     metrics: Metrics = {}
@@ -223,3 +255,8 @@ class JointObjective:
 
 def from_config(config: Any) -> JointObjective:
   return JointObjective(tuple(config.transfer.objectives))
+
+
+def module_params(params: Mapping[str, Any]) -> dict[str, Any]:
+  """The params tree without the method-owned `objectives/` subtree: what the model exports."""
+  return {k: v for k, v in params.items() if k != PARAMS_KEY}
