@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -197,6 +198,43 @@ def assert_params_close(a: dict[str, np.ndarray], b: dict[str, np.ndarray],
   assert sorted(a) == sorted(b)
   worst = max((float(np.max(np.abs(a[k] - b[k]))), k) for k in a)
   assert worst[0] <= atol, f'max |a - b| = {worst[0]:.3g} at {worst[1]}'
+
+
+def complete_steps(workdir: pathlib.Path) -> list[int]:
+  """Checkpoint steps that orbax finished (renamed into place, commit marker inside)."""
+  ckpt = workdir / 'checkpoints'
+  if not ckpt.is_dir():
+    return []
+  return sorted(int(p.name) for p in ckpt.iterdir()
+                if p.name.isdigit() and (p / 'commit_success.txt').exists())
+
+
+def partial_writes(workdir: pathlib.Path) -> list[str]:
+  """Checkpoint directories of writes that never finished."""
+  ckpt = workdir / 'checkpoints'
+  return sorted(p.name for p in ckpt.iterdir() if 'tmp' in p.name) if ckpt.is_dir() else []
+
+
+def resumed_step(stdout: str) -> int | None:
+  """The step a run says it resumed from (None: started fresh)."""
+  match = re.search(r'^Resuming .* at step (\d+)/', stdout, re.MULTILINE)
+  return int(match.group(1)) if match else None
+
+
+# Without dropout, and with shard_map (the launcher multi-process runs use): one device, eight
+# devices and two processes of four see the same global batches and must agree to ~1e-7.
+NO_DROPOUT_SHARD_MAP = dict(parallel__mode='shard_map', model__dropout_rate=0.0,
+                            model__attention_dropout_rate=0.0)
+
+
+@pytest.fixture(scope='session')
+def eight_device_run(tiny_assets, tmp_path_factory) -> pathlib.Path:
+  """The workdir of a finished tiny run on 8 simulated devices (NO_DROPOUT_SHARD_MAP)."""
+  workdir = tmp_path_factory.mktemp('eight_devices') / 'run'
+  done = run_cli(['train', f'--workdir={workdir}',
+                  *tiny_args(tiny_assets, **NO_DROPOUT_SHARD_MAP)], devices=8)
+  assert done.returncode == 0, describe(done)
+  return workdir
 
 
 def snapshot(path: pathlib.Path) -> dict[str, tuple[int, int]] | None:

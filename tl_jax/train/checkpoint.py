@@ -32,6 +32,7 @@ import math
 import os
 import pathlib
 import shutil
+import sys
 import time
 from typing import Any, Callable, Mapping
 
@@ -217,6 +218,7 @@ class Checkpointer:
     except Exception as e:
       raise CorruptCheckpointError(f"step {step}: state metadata unreadable ({_one_line(e)})") from e
     _check_template(step, saved, template)
+    _quiet_stray_read_errors()
     try:
       restored = self._mgr.restore(step, args=ocp.args.Composite(**{
           STATE: ocp.args.StandardRestore(template),
@@ -438,6 +440,36 @@ def _one_line(error: BaseException) -> str:
   line = text[0] if text else type(error).__name__
   line = line.split(" See full TensorStore details")[0]  # followed by an unreadable repr
   return line[:200] + ("..." if len(line) > 200 else "")
+
+
+def _is_stray_read_error(error: BaseException | None) -> bool:
+  text = str(error)
+  return text == "Event loop is closed" or text.startswith("Encountered error while reading")
+
+
+class _StrayReadErrorFilter(std_logging.Filter):
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return not (record.exc_info and _is_stray_read_error(record.exc_info[1]))
+
+
+def _quiet_stray_read_errors() -> None:
+  """After a failed restore, tensorstore still completes the other pending reads: they call
+  back into orbax's (by then closed) event loop, or end as asyncio tasks whose error nobody
+  retrieves. Python prints each as a traceback on stderr, which reads like a crash although the
+  failure was handled (CorruptCheckpointError). Log them at debug level instead. Installed
+  before a restore: the callbacks may come before the error reaches us."""
+  previous = sys.unraisablehook
+  if getattr(previous, "_tl_jax_quiet", False):
+    return
+
+  def hook(unraisable):
+    if _is_stray_read_error(unraisable.exc_value):
+      logging.debug("after a failed checkpoint read: %s", _one_line(unraisable.exc_value))
+    else:
+      previous(unraisable)
+  hook._tl_jax_quiet = True
+  sys.unraisablehook = hook
+  std_logging.getLogger("asyncio").addFilter(_StrayReadErrorFilter())
 
 
 class _quiet_orbax_metrics_warning:

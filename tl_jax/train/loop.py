@@ -47,7 +47,7 @@ def _maybe_kill(point: str, step: int | None, checkpoints: pathlib.Path | None =
   if checkpoints is not None:  # die mid-write: once orbax's temporary step directory exists
     deadline = time.monotonic() + 10
     while not any(checkpoints.glob(f'{step}.orbax-checkpoint-tmp*')):
-      if time.monotonic() > deadline:
+      if time.monotonic() > deadline or (checkpoints / str(step)).exists():
         break
       time.sleep(0.001)
   os.kill(os.getpid(), signal.SIGKILL)
@@ -95,6 +95,15 @@ def check_fits(config: mlc.ConfigDict, pieces: experiment.Pieces, core: step_lib
   # Per-device rows must split into the gradient-accumulation micro-batches.
   host_rows = config.data.batch_size // jax.process_count()
   core.launcher.check_batch({'rows': np.zeros((host_rows, 1))}, core.micro_steps)
+
+
+def restore_template(core: step_lib.TrainCore, step: int) -> Any:
+  """The state at `step` as a restore target on this process's first device. Not the saved
+  sharding: a run saved by N processes (or D devices) resumes on any other topology, and
+  `core.to_devices` lays the one copy out afterwards."""
+  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                      core.abstract_state(step))
 
 
 def _due(step: int, every: int, last: int) -> bool:
@@ -168,7 +177,7 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
   early = metrics_lib.EarlyStopping(config.train.best_metric,
                                     config.train.early_stopping_patience,
                                     mode=config.train.best_mode)
-  restored = ckpt.restore_latest(lambda meta: core.abstract_state(meta['step']))
+  restored = ckpt.restore_latest(lambda meta: restore_template(core, meta['step']))
   if restored is None:
     state = core.init_state(pieces.params, config.seed)
     start = 0
@@ -278,7 +287,7 @@ def evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
       num_devices=core.launcher.num_devices)
   ckpt = checkpoint_lib.Checkpointer.from_config(pathlib.Path(workdir) / 'checkpoints',
                                                  config.train)
-  restored = ckpt.restore_latest(lambda meta: core.abstract_state(meta['step']))
+  restored = ckpt.restore_latest(lambda meta: restore_template(core, meta['step']))
   ckpt.close()
   if restored is None:
     raise FileNotFoundError(f'{workdir} has no complete checkpoint to evaluate')

@@ -1,0 +1,224 @@
+"""Crash safety, corrupted checkpoints, the workdir lock, NaN stops, determinism and security,
+end to end through the real CLI on a tiny random BERT (a run takes a few seconds).
+
+Kills are placed exactly with the loop's testing aid TL_JAX_TEST_KILL_AT='<point>:<step>'
+(point: step | save | eval), NaN with config.train.inject_nan_at_step.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from cli_helpers import (NO_DROPOUT_SHARD_MAP, assert_params_close, assert_params_equal,
+                         cli_command, cli_env, complete_steps, describe, eight_device_run,
+                         error_lines, exported_params, partial_writes, read_metrics, REPO,
+                         resumed_step, run_cli, snapshot, tiny_args,
+                         tiny_assets)  # noqa: F401 (fixtures)
+
+KILLED = -signal.SIGKILL
+
+
+def _train(assets, workdir, *, kill_at: str | None = None, devices: int = 1, **overrides):
+  env = cli_env(devices, **({'TL_JAX_TEST_KILL_AT': kill_at} if kill_at else {}))
+  return run_cli(['train', f'--workdir={workdir}', *tiny_args(assets, **overrides)], env=env)
+
+
+@pytest.fixture(scope='module')
+def reference(tiny_assets, tmp_path_factory) -> pathlib.Path:
+  """An uninterrupted tiny run: 6 steps, eval + checkpoint every 2, dropout on."""
+  workdir = tmp_path_factory.mktemp('reference') / 'run'
+  done = _train(tiny_assets, workdir)
+  assert done.returncode == 0, describe(done)
+  assert complete_steps(workdir) == [2, 4, 6]
+  return workdir
+
+
+# ---------------------------------------------------------------------------------------------
+# Crash safety: one workdir, interrupted again and again, then finished.
+
+CHAIN = (
+    ('kill_mid_step', dict(kill_at='step:3')),
+    ('nan_at_step_3', dict(train__inject_nan_at_step=3)),
+    ('kill_during_save', dict(kill_at='save:4')),
+    ('kill_during_eval', dict(kill_at='eval:6')),
+    ('finish', dict()),
+)
+
+
+@pytest.fixture(scope='module')
+def chain(tiny_assets, tmp_path_factory):
+  """{phase: (result, complete steps before, complete steps after, partial writes after)}."""
+  workdir = tmp_path_factory.mktemp('chain') / 'run'
+  phases = {}
+  for name, kwargs in CHAIN:
+    before = complete_steps(workdir)
+    done = _train(tiny_assets, workdir, **kwargs)
+    phases[name] = (done, before, complete_steps(workdir), partial_writes(workdir))
+  phases['workdir'] = workdir
+  return phases
+
+
+def test_every_rerun_resumes_from_the_last_complete_checkpoint(chain):
+  for name, _ in CHAIN[1:]:
+    done, before, _, _ = chain[name]
+    expected = max(before) if before else None
+    assert resumed_step(done.stdout) == expected, f'{name}: {describe(done)}'
+
+
+def test_kill_mid_step_keeps_only_complete_checkpoints(chain):
+  done, _, after, _ = chain['kill_mid_step']
+  assert done.returncode == KILLED, describe(done)
+  assert set(after) <= {2}  # step 3 was never saved; step 2's async write may not have finished
+
+
+def test_nan_loss_stops_at_that_step_and_keeps_the_last_good_checkpoint(chain):
+  done, _, after, partial = chain['nan_at_step_3']
+  assert done.returncode == 2, describe(done)
+  lines = error_lines(done.stderr)
+  assert len(lines) == 1 and 'not finite at step 3' in lines[0], describe(done)
+  assert 'Lower the learning rate' in lines[0]
+  assert 'Traceback' not in done.stderr
+  assert after == [2] and not partial  # the good step 2 is complete, nothing after it
+  # ... and it is usable: the next run restores it (its checksums verified).
+  assert resumed_step(chain['kill_during_save'][0].stdout) == 2
+
+
+def test_kill_during_a_save_leaves_a_partial_write_that_is_never_used(chain):
+  done, _, after, partial = chain['kill_during_save']
+  assert done.returncode == KILLED, describe(done)
+  assert 4 not in after and any(p.startswith('4.') for p in partial), (after, partial)
+  assert resumed_step(chain['kill_during_eval'][0].stdout) == 2
+
+
+def test_kill_during_eval(chain):
+  done, _, after, _ = chain['kill_during_eval']
+  assert done.returncode == KILLED, describe(done)
+  assert 6 not in after
+
+
+def test_interrupted_run_ends_bit_identical_to_an_uninterrupted_one(chain, reference):
+  done, _, after, partial = chain['finish']
+  assert done.returncode == 0, describe(done)
+  assert after == [2, 4, 6] and not partial
+  assert_params_equal(exported_params(chain['workdir']), exported_params(reference))
+  # The log too: lines of steps that ran twice were replaced, not duplicated.
+  assert read_metrics(chain['workdir']) == read_metrics(reference)
+
+
+# ---------------------------------------------------------------------------------------------
+# Corrupted checkpoints.
+
+def _largest_file(directory: pathlib.Path) -> pathlib.Path:
+  return max((p for p in directory.rglob('*') if p.is_file()), key=lambda p: p.stat().st_size)
+
+
+def _truncate(step_dir: pathlib.Path) -> None:
+  path = _largest_file(step_dir / 'state')
+  with open(path, 'r+b') as f:
+    f.truncate(path.stat().st_size // 2)
+
+
+def _flip_bytes(step_dir: pathlib.Path) -> None:
+  path = _largest_file(step_dir / 'state')
+  data = bytearray(path.read_bytes())
+  middle = len(data) // 2
+  data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+  path.write_bytes(bytes(data))
+
+
+def test_corrupted_latest_checkpoints_fall_back_to_the_last_good_one(tiny_assets, reference,
+                                                                     tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(reference, workdir)
+  _truncate(workdir / 'checkpoints' / '6')
+  _flip_bytes(workdir / 'checkpoints' / '4')
+  done = _train(tiny_assets, workdir)
+  assert done.returncode == 0, describe(done)
+  assert 'Checkpoint step 6' in done.stderr and 'Checkpoint step 4' in done.stderr
+  assert 'unusable' in done.stderr
+  assert resumed_step(done.stdout) == 2
+  rejected = sorted(p.name.split('-')[0] for p in (workdir / 'checkpoints_rejected').iterdir())
+  assert rejected == ['4', '6']  # moved aside (kept for inspection), not deleted
+  assert_params_equal(exported_params(workdir), exported_params(reference))
+
+
+def test_no_usable_checkpoint_is_one_clear_error_and_moves_nothing(tiny_assets, reference,
+                                                                   tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(reference, workdir)
+  for step in (2, 4, 6):
+    _truncate(workdir / 'checkpoints' / str(step))
+  before = snapshot(workdir / 'checkpoints')
+  done = _train(tiny_assets, workdir)
+  assert done.returncode != 0, describe(done)
+  lines = error_lines(done.stderr)
+  assert len(lines) == 1 and 'no usable checkpoint' in lines[0], describe(done)
+  assert '--overwrite' in lines[0] and 'Traceback' not in done.stderr
+  assert snapshot(workdir / 'checkpoints') == before
+
+
+# ---------------------------------------------------------------------------------------------
+# The workdir lock.
+
+def test_a_second_run_on_a_busy_workdir_refuses(tiny_assets, tmp_path):
+  workdir = tmp_path / 'run'
+  args = ['train', f'--workdir={workdir}',
+          *tiny_args(tiny_assets, train__num_steps=100000, train__eval_every=0,
+                     train__checkpoint_every=0)]
+  first = subprocess.Popen(cli_command(args), cwd=REPO, env=cli_env(1),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.monotonic() + 180
+    metrics = workdir / 'metrics.jsonl'
+    while not (metrics.exists() and metrics.read_text().strip()):  # training, lock held
+      assert first.poll() is None and time.monotonic() < deadline, 'first run did not start'
+      time.sleep(0.2)
+    second = run_cli(args)
+    assert first.poll() is None, 'the first run must be left alone'
+  finally:
+    first.kill()
+    first.wait()
+  assert second.returncode != 0, describe(second)
+  lines = error_lines(second.stderr)
+  assert len(lines) == 1 and f'is in use by another run (pid {first.pid})' in lines[0]
+  assert 'choose another --workdir' in lines[0]
+  # A killed holder leaves no stale lock behind.
+  fd = os.open(workdir / '.lock', os.O_RDWR)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  finally:
+    os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Determinism.
+
+def test_same_seed_same_config_same_metrics_and_params(tiny_assets, reference, tmp_path):
+  done = _train(tiny_assets, tmp_path / 'run')
+  assert done.returncode == 0, describe(done)
+  again = read_metrics(tmp_path / 'run')
+  assert again == read_metrics(reference) and len(again) == 9  # 6 train + 3 eval lines
+  assert_params_equal(exported_params(tmp_path / 'run'), exported_params(reference))
+
+
+def test_one_device_and_eight_devices_agree(tiny_assets, eight_device_run, tmp_path):
+  """Dropout off: step.py folds the device index into the dropout key, so with dropout the
+  masks depend on the device count (by design: distinct noise per device)."""
+  done = _train(tiny_assets, tmp_path / 'run', **NO_DROPOUT_SHARD_MAP)
+  assert done.returncode == 0, describe(done)
+  assert_params_close(exported_params(tmp_path / 'run'), exported_params(eight_device_run),
+                      atol=1e-5)
+  one, eight = read_metrics(tmp_path / 'run'), read_metrics(eight_device_run)
+  assert [m['step'] for m in one] == [m['step'] for m in eight]
+  for a, b in zip(one, eight):
+    for key in ('loss', 'target/validation/loss'):
+      if key in a:
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a['step'], key)
