@@ -110,7 +110,17 @@ def _command(argv: list[str]) -> str:
   return positional[0]
 
 
+class _OwnInfoOnly:
+  """Keeps tl_jax's INFO lines (freezing matches, stages, resumes) and drops the INFO chatter of
+  the libraries underneath (orbax, tfds, xla_bridge); warnings and errors always pass."""
+
+  def filter(self, record) -> bool:
+    return record.levelno > logging.converter.STANDARD_INFO or '/tl_jax/' in record.pathname
+
+
 def main(argv: list[str]) -> None:
+  if not flags.FLAGS['verbosity'].present:
+    logging.get_absl_handler().addFilter(_OwnInfoOnly())
   command = _command(argv)
   config = _CONFIG.value
   if command == "info":
