@@ -19,6 +19,7 @@ K-shot episodes from a dataset's classes, on features).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -104,10 +105,11 @@ class MetaLearner:
   def init(self, params, tx: optax.GradientTransformation):
     """Sets the outer optimizer; returns (params, its state)."""
     self._tx = tx
-    self._step = jax.jit(self._step_impl)
+    self._step = jax.jit(self.step_fn)
     return params, tx.init(params)
 
-  def _step_impl(self, params, opt_state, tasks: Tasks):
+  def step_fn(self, params, opt_state, tasks: Tasks):
+    """The outer step, unjitted (for use inside a larger jit); call init first."""
     loss, grads = self.meta_grad(params, tasks)
     updates, opt_state = self._tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
@@ -122,15 +124,28 @@ class MetaLearner:
 
 
 def meta_train(meta: MetaLearner, params, sample_tasks: Callable[[np.random.Generator], Tasks],
-               *, outer_lr: float, meta_steps: int, seed: int = 0) -> tuple[Any, list[float]]:
-  """Outer loop: Adam on the meta gradient over `meta_steps` task batches from the sampler."""
+               *, outer_lr: float, meta_steps: int, seed: int = 0,
+               chunk: int = 100) -> tuple[Any, list[float]]:
+  """Outer loop: Adam on the meta gradient over `meta_steps` task batches from the sampler,
+  `chunk` steps per jitted lax.scan (task batches sampled ahead for each chunk)."""
   params, opt_state = meta.init(params, optax.adam(outer_lr))
   rng = np.random.default_rng(seed)
+
+  @jax.jit
+  def run(params, opt_state, tasks):
+    def body(carry, t):
+      params, opt_state, loss = meta.step_fn(*carry, t)
+      return (params, opt_state), loss
+    (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), tasks)
+    return params, opt_state, losses
+
   losses = []
-  for _ in range(meta_steps):
-    params, opt_state, loss = meta.step(params, opt_state, sample_tasks(rng))
-    losses.append(loss)
-  return params, [float(l) for l in jax.device_get(losses)]
+  for start in range(0, meta_steps, chunk):
+    n = min(chunk, meta_steps - start)
+    tasks = jax.tree.map(lambda *a: jnp.stack(a), *[sample_tasks(rng) for _ in range(n)])
+    params, opt_state, chunk_losses = run(params, opt_state, tasks)
+    losses.append(chunk_losses)
+  return params, [float(l) for l in np.concatenate(jax.device_get(losses))]
 
 
 def joint_train(loss_fn: Callable, params, sample_tasks: Callable[[np.random.Generator], Tasks],
@@ -156,14 +171,15 @@ def joint_train(loss_fn: Callable, params, sample_tasks: Callable[[np.random.Gen
 def adapted_query_loss(loss_fn: Callable, params, tasks: Tasks, *, lr: float,
                        steps: int, metric: Callable | None = None) -> float:
   """Mean query loss (or `metric(params, x, y)`) after `steps` inner SGD steps, over tasks."""
-  metric = metric or loss_fn
-  @jax.jit
-  def run(params, tasks):
-    def one(sx, sy, qx, qy):
-      return metric(sgd_adapt(loss_fn, params, sx, sy, lr=lr, steps=steps), qx, qy)
-    return jnp.mean(jax.vmap(one)(tasks.support_x, tasks.support_y, tasks.query_x,
-                                  tasks.query_y))
-  return float(run(params, tasks))
+  return float(_adapted_query_loss(loss_fn, metric or loss_fn, steps, params, tasks,
+                                   jnp.float32(lr)))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _adapted_query_loss(loss_fn, metric, steps, params, tasks, lr):
+  def one(sx, sy, qx, qy):
+    return metric(sgd_adapt(loss_fn, params, sx, sy, lr=lr, steps=steps), qx, qy)
+  return jnp.mean(jax.vmap(one)(tasks.support_x, tasks.support_y, tasks.query_x, tasks.query_y))
 
 
 # -------------------------------------------------------------------------------------------
