@@ -9,6 +9,7 @@ skip the update when the loss or the gradients are not finite (metric `is_finite
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import dataclasses
 from typing import Any, Callable
 
 from absl import logging
@@ -60,6 +61,9 @@ def make_train_step(module: Any, *, tx: optax.GradientTransformation, trainable:
   if not trainable:
     raise StepConfigError('the freezing rules freeze every parameter; nothing would train')
   needs_hidden = 'hidden_states' in objective.needs
+  if needs_hidden and getattr(module.config, 'output_hidden_states', True) is False:
+    # An objective reads every layer: this step's model returns them (eval steps do not).
+    module = module.clone(config=dataclasses.replace(module.config, output_hidden_states=True))
 
   def loss_fn(train_params, frozen_params, batch, pretrained, step, rng):
     params = freezing.merge(train_params, frozen_params)
@@ -73,7 +77,8 @@ def make_train_step(module: Any, *, tx: optax.GradientTransformation, trainable:
             'output_hidden_states=True')
     ctx = objectives.Context(outputs=outputs, batches=batch, params=params,
                              trainable=train_params, pretrained=pretrained, step=step,
-                             lam=lam_fn(step), config=config, axis_name=axis_name, train=True)
+                             lam=lam_fn(step), config=config, axis_name=axis_name, train=True,
+                             forward=lambda p, b: forward(module, p, b, train=False))
     return objective(ctx)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)

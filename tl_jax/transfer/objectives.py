@@ -116,7 +116,8 @@ def get(name: str) -> Objective:
 class Context:
   """Inputs of an objective, per device. `outputs`/`batches` hold 'target' and, when a source
   domain is configured, 'source'. `trainable` and `pretrained` are flat dicts keyed by
-  '/'-joined names: the leaves gradients flow into, and the weights training started from."""
+  '/'-joined names: the leaves gradients flow into, and the weights training started from.
+  A batch may carry `label_probs` [B, K] (mixup): the cross-entropy then uses those targets."""
   outputs: Mapping[str, Any]
   batches: Mapping[str, Mapping[str, jax.Array]]
   params: Any
@@ -127,6 +128,9 @@ class Context:
   config: Any
   axis_name: str | None = 'data'
   train: bool = True
+  # The model in eval mode on another set of params: forward(params, batch) -> ModelOutput
+  # (a frozen teacher for distillation). Set by the train step.
+  forward: Callable[[Any, Mapping[str, jax.Array]], Any] | None = None
 
   def head(self, domain: str) -> str:
     return self.config.data[domain].head
@@ -200,6 +204,11 @@ def cross_entropy_terms(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array
   return ce, correct
 
 
+def soft_cross_entropy(logits: jax.Array, probs: jax.Array) -> jax.Array:
+  """Per-example cross-entropy against target distributions [B, K] (mixup), in float32."""
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), probs.astype(jnp.float32))
+
+
 # -------------------------------------------------------------------------------------------
 # The supervised part and the joint objective.
 # -------------------------------------------------------------------------------------------
@@ -213,7 +222,10 @@ def cross_entropy(ctx: Context) -> tuple[jax.Array, Metrics]:
   for domain, weight in (('target', 1.0), ('source', ctx.lam)):
     if domain not in ctx.outputs or not ctx.labeled(domain):
       continue
-    ce, correct = cross_entropy_terms(ctx.logits(domain), ctx.batches[domain]['label'])
+    batch = ctx.batches[domain]
+    ce, correct = cross_entropy_terms(ctx.logits(domain), batch['label'])
+    if 'label_probs' in batch:  # mixup: the loss is against the mixed (soft) targets
+      ce = soft_cross_entropy(ctx.logits(domain), batch['label_probs'])
     w = ctx.weights(domain)
     loss = ctx.mean(ce, w)
     metrics[f'{domain}/loss'] = loss
