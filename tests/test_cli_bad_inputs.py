@@ -128,6 +128,31 @@ def _users_files(ctx):
   (ctx.workdir / 'thesis.tex').write_text('\\documentclass{article}\n')
 
 
+# Security: a file that would leave ctx.dir/PWNED behind if it ever ran (the snapshot catches it).
+def _code(ctx) -> str:
+  return f"import pathlib\npathlib.Path({str(ctx.dir / 'PWNED')!r}).write_text('ran')\n"
+
+
+def _python_file(ctx):
+  (ctx.dir / 'evil.py').write_text(_code(ctx))
+
+
+def _folder_of_python_files(ctx):
+  for label in ('a', 'b'):
+    (ctx.dir / 'data' / label).mkdir(parents=True)
+    (ctx.dir / 'data' / label / 'evil.py').write_text(_code(ctx))
+
+
+def _tokenizer_wanting_remote_code(ctx):
+  _copy_model(ctx)
+  (ctx.model / 'evil_tokenizer.py').write_text(
+      _code(ctx) + 'from transformers import BertTokenizerFast as EvilTokenizer\n')
+  config = json.loads((ctx.model / 'tokenizer_config.json').read_text())
+  config.update(tokenizer_class='EvilTokenizer',
+                auto_map={'AutoTokenizer': ['evil_tokenizer.EvilTokenizer'] * 2})
+  (ctx.model / 'tokenizer_config.json').write_text(json.dumps(config))
+
+
 def _syntax_error_config(ctx):
   ctx.dir.mkdir(parents=True, exist_ok=True)
   (ctx.dir / 'broken.py').write_text('def get_config(:\n')
@@ -177,7 +202,7 @@ CASES = [
          overrides={'optimizer__name': 'adamx'}),
     Case('unknown_schedule', ("unknown LR schedule 'cosinus'", 'valid:'),
          overrides={'optimizer__schedule': 'cosinus'}),
-    Case('unknown_objective', ("unknown objective 'cross_entropi'", 'valid: cross_entropy'),
+    Case('unknown_objective', ("unknown objective 'cross_entropi'", 'valid: ', 'cross_entropy'),
          overrides={'transfer__objectives': "('cross_entropi',)"}),
     Case('unknown_parallel_mode', ("unknown parallel.mode='pmapp'", 'valid: pmap, shard_map'),
          overrides={'parallel__mode': 'pmapp'}),
@@ -252,6 +277,19 @@ CASES = [
     Case('unknown_best_metric', ("train.best_metric='target/val/accuracy'",
                                  'target/validation/accuracy'),
          overrides={'train__best_metric': 'target/val/accuracy'}),
+    # Security: values and paths from the config are data, never code.
+    Case('config_value_that_looks_like_code', ('has no text field', 'set data.text_fields'),
+         setup=lambda ctx: None,
+         overrides={'data__text_fields':
+                    lambda ctx: f"__import__('os').system('touch {ctx.dir / 'PWNED'}')"}),
+    Case('model_name_is_a_python_file', ('evil.py', 'is not a directory with config.json'),
+         setup=_python_file, overrides={'model__name': lambda ctx: str(ctx.dir / 'evil.py')}),
+    Case('dataset_folder_of_python_files', ('has no files', '.txt'),
+         setup=_folder_of_python_files,
+         overrides={'data__target__name': lambda ctx: f'folder:{ctx.dir / "data"}'}),
+    Case('tokenizer_wanting_remote_code', ('wants custom code', 'never runs code from a model '
+                                           'repository'),
+         setup=_tokenizer_wanting_remote_code, overrides={'model__name': _model}),
     # The workdir.
     Case('workdir_not_writable', ('a_file', 'choose a writable --workdir'), setup=_regular_file,
          workdir=lambda ctx: ctx.dir / 'a_file' / 'run', subprocess=True),

@@ -7,14 +7,18 @@ Kills are placed exactly with the loop's testing aid TL_JAX_TEST_KILL_AT='<point
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
 import time
 
+import jax
+import numpy as np
 import pytest
 
 from cli_helpers import (NO_DROPOUT_SHARD_MAP, assert_params_close, assert_params_equal,
@@ -222,3 +226,71 @@ def test_one_device_and_eight_devices_agree(tiny_assets, eight_device_run, tmp_p
     for key in ('loss', 'target/validation/loss'):
       if key in a:
         assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a['step'], key)
+
+
+# ---------------------------------------------------------------------------------------------
+# Security (the CLI side is in test_cli_bad_inputs.py: code-like values, a .py as model name,
+# a dataset folder of .py files, a tokenizer that wants remote code, a pickle without the flag).
+
+def test_a_pickle_is_read_only_with_the_explicit_flag(tiny_assets, tmp_path, monkeypatch):
+  torch = pytest.importorskip('torch')
+  from safetensors.numpy import load_file
+  from tl_jax import models
+  from tl_jax.models import pretrained
+  shutil.copytree(tiny_assets.bert_dir, tmp_path / 'model')
+  state = load_file(tmp_path / 'model' / 'model.safetensors')
+  torch.save({k: torch.from_numpy(v) for k, v in state.items()},
+             tmp_path / 'model' / 'pytorch_model.bin')
+  (tmp_path / 'model' / 'model.safetensors').unlink()
+  calls = []
+  real_load = torch.load
+  monkeypatch.setattr(torch, 'load', lambda *a, **k: calls.append(k) or real_load(*a, **k))
+  with pytest.raises(pretrained.PickleNotAllowedError, match='allow_pickle=True'):
+    models.load_pretrained(tmp_path / 'model')
+  assert not calls  # refused before unpickling anything
+  _, params = models.load_pretrained(tmp_path / 'model', allow_pickle=True)
+  assert calls == [{'map_location': 'cpu', 'weights_only': True}]  # still the restricted one
+  _, expected = models.load_pretrained(tiny_assets.bert_dir)
+  assert jax.tree.structure(params) == jax.tree.structure(expected)
+  for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(got, want)
+
+
+# Files that load a Python config (--config=x.py, a sweep file): Python by design, like any
+# ml_collections config; the values inside are parsed with ast.literal_eval, never run.
+CONFIG_LOADERS = ('main.py', 'sweep.py')
+PICKLE_MODULES = ('pickle', 'cPickle', '_pickle', 'dill', 'cloudpickle', 'joblib', 'shelve')
+
+
+def _keyword_true(call: ast.Call, name: str) -> bool:
+  return any(k.arg == name and isinstance(k.value, ast.Constant) and k.value.value is True
+             for k in call.keywords)
+
+
+def test_the_sources_load_no_pickle_and_run_no_foreign_code():
+  """Every way tl_jax reads a file of the user's or the hub's: no pickle module, torch.load only
+  with weights_only=True (and only behind allow_pickle, tested above), never
+  trust_remote_code=True, nothing evaluated but the config files themselves."""
+  offenders = []
+  for path in sorted((REPO / 'tl_jax').rglob('*.py')):
+    for node in ast.walk(ast.parse(path.read_text())):
+      where = f'{path.relative_to(REPO)}:{getattr(node, "lineno", "?")}'
+      if isinstance(node, (ast.Import, ast.ImportFrom)):
+        names = [a.name for a in node.names] + [getattr(node, 'module', None) or '']
+        if any(n.split('.')[0] in PICKLE_MODULES for n in names):
+          offenders.append(f'{where}: imports a pickle module')
+      if not isinstance(node, ast.Call):
+        continue
+      func = node.func
+      name = func.attr if isinstance(func, ast.Attribute) else getattr(func, 'id', '')
+      if _keyword_true(node, 'trust_remote_code') or _keyword_true(node, 'allow_pickle'):
+        offenders.append(f'{where}: {name}(...=True)')
+      if (isinstance(func, ast.Attribute) and func.attr == 'load'
+          and getattr(func.value, 'id', '') == 'torch' and not _keyword_true(node, 'weights_only')):
+        offenders.append(f'{where}: torch.load without weights_only=True')
+      if isinstance(func, ast.Name) and func.id in ('eval', 'exec', 'compile', '__import__') and (
+          path.name != 'resolve.py' or func.id != '__import__'):  # resolve: a fixed alias table
+        offenders.append(f'{where}: {func.id}()')
+      if name == 'exec_module' and path.name not in CONFIG_LOADERS:
+        offenders.append(f'{where}: exec_module()')
+  assert not offenders, '\n'.join(offenders)

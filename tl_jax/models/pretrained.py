@@ -33,6 +33,10 @@ class CorruptWeightsError(ValueError):
   """A weights file that cannot be parsed (truncated, corrupted, not what its name says)."""
 
 
+class RemoteCodeError(ValueError):
+  """A checkpoint that needs its own Python code to load (refused: never run)."""
+
+
 class PickleNotAllowedError(ValueError):
   """Only a pickled checkpoint is there, and loading pickles was not asked for."""
 
@@ -274,5 +278,13 @@ def save_pretrained(module, params, directory: str | os.PathLike,
 def load_tokenizer(name_or_path: str | os.PathLike):
   """transformers AutoTokenizer from the resolved local directory (v4 and v5 alike)."""
   from transformers import AutoTokenizer
-  return AutoTokenizer.from_pretrained(str(resolve_lib.tokenizer_dir(name_or_path)),
-                                       trust_remote_code=False)  # never run a repo's code
+  directory = resolve_lib.tokenizer_dir(name_or_path)
+  try:  # trust_remote_code=False: never run a repository's code (nor ask on a terminal)
+    return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
+  except ValueError as e:
+    if 'trust_remote_code' not in str(e):
+      raise
+    raise RemoteCodeError(
+        f'{directory} wants custom code to build its tokenizer (auto_map in '
+        'tokenizer_config.json); tl_jax never runs code from a model repository: use a '
+        'checkpoint with a standard tokenizer (e.g. BertTokenizerFast)') from None
