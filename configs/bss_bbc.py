@@ -1,0 +1,34 @@
+"""BSS: full fine-tuning plus η·Σ σ_min² of the batch's pooled features (Chen et al. 2019;
+tl_jax/transfer/bss.py).
+
+Run:   tl-jax train --config=configs/bss_bbc.py --workdir=runs/bss_bbc
+Expected: MEASURED
+"""
+
+from tl_jax.config import base_config
+from tl_jax.transfer import bss
+
+
+def few_shot_bbc(config):
+  """The shared recipe of the fine-tuning table: MiniLM, BBC News with 8 labelled per class."""
+  config.model.name = 'minilm'
+  config.data.target.name = 'bbc_news'
+  config.data.target.few_shot = 8
+  config.data.max_length = 64
+  config.data.batch_size = 16
+  config.train.num_steps = 30
+  config.train.eval_every = 30
+  config.train.checkpoint_every = 0
+  config.optimizer.learning_rate = 1e-4
+  return config
+
+
+def get_config(arg=None):
+  del arg
+  config = few_shot_bbc(base_config())
+  config.transfer.freeze_preset = 'all'
+  config.transfer.objectives = ('cross_entropy', 'bss')
+  config.transfer.bss = bss.default_config()
+  config.transfer.bss.eta = 1e-3
+  config.transfer.bss.k = 1
+  return config

@@ -1,0 +1,40 @@
+"""Distillation from the frozen pretrained MiniLM while fine-tuning (tl_jax/transfer/distill.py).
+arg 'hidden' (default): hidden-state MSE over every layer; 'rkd': relational KD (distance +
+angle relations of the pooled features); 'both'.
+
+Run:   tl-jax train --config=configs/distill_bbc.py --workdir=runs/distill_bbc
+       tl-jax train --config=configs/distill_bbc.py:rkd --workdir=runs/rkd_bbc
+Expected: MEASURED
+"""
+
+from tl_jax.config import base_config
+from tl_jax.transfer import distill
+
+TERMS = {'hidden': ('hidden_distill',), 'rkd': ('rkd',), 'both': ('hidden_distill', 'rkd')}
+
+
+def few_shot_bbc(config):
+  """The shared recipe of the fine-tuning table: MiniLM, BBC News with 8 labelled per class."""
+  config.model.name = 'minilm'
+  config.data.target.name = 'bbc_news'
+  config.data.target.few_shot = 8
+  config.data.max_length = 64
+  config.data.batch_size = 16
+  config.train.num_steps = 30
+  config.train.eval_every = 30
+  config.train.checkpoint_every = 0
+  config.optimizer.learning_rate = 1e-4
+  return config
+
+
+def get_config(arg=None):
+  kind = arg or 'hidden'
+  if kind not in TERMS:
+    raise ValueError(f'configs/distill_bbc.py:{kind}: choose one of {sorted(TERMS)}')
+  config = few_shot_bbc(base_config())
+  config.transfer.freeze_preset = 'all'
+  config.transfer.objectives = ('cross_entropy',) + TERMS[kind]
+  config.transfer.distill = distill.default_config()
+  config.transfer.distill.hidden_weight = 1.0
+  config.transfer.distill.rkd_weight = 1.0
+  return config

@@ -1,0 +1,30 @@
+"""Head only: the MiniLM backbone is frozen, only the new linear head trains (a linear probe
+trained end to end; a larger learning rate, as a probe needs).
+
+Run:   tl-jax train --config=configs/head_only_bbc.py --workdir=runs/head_only_bbc
+Expected: MEASURED
+"""
+
+from tl_jax.config import base_config
+
+
+def few_shot_bbc(config):
+  """The shared recipe of the fine-tuning table: MiniLM, BBC News with 8 labelled per class."""
+  config.model.name = 'minilm'
+  config.data.target.name = 'bbc_news'
+  config.data.target.few_shot = 8
+  config.data.max_length = 64
+  config.data.batch_size = 16
+  config.train.num_steps = 30
+  config.train.eval_every = 30
+  config.train.checkpoint_every = 0
+  config.optimizer.learning_rate = 1e-4
+  return config
+
+
+def get_config(arg=None):
+  del arg
+  config = few_shot_bbc(base_config())
+  config.transfer.freeze_preset = 'head_only'
+  config.optimizer.learning_rate = 1e-3
+  return config

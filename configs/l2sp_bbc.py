@@ -1,0 +1,34 @@
+"""L2-SP: full fine-tuning with α/2·||w − w0||² toward the pretrained weights and β/2·||w_head||²
+(Li et al. 2018; tl_jax/transfer/l2sp.py). AdamW's decoupled decay toward 0 is switched off, so
+the only pull is toward the starting point.
+
+Run:   tl-jax train --config=configs/l2sp_bbc.py --workdir=runs/l2sp_bbc
+Expected: MEASURED
+"""
+
+from tl_jax.config import base_config
+
+
+def few_shot_bbc(config):
+  """The shared recipe of the fine-tuning table: MiniLM, BBC News with 8 labelled per class."""
+  config.model.name = 'minilm'
+  config.data.target.name = 'bbc_news'
+  config.data.target.few_shot = 8
+  config.data.max_length = 64
+  config.data.batch_size = 16
+  config.train.num_steps = 30
+  config.train.eval_every = 30
+  config.train.checkpoint_every = 0
+  config.optimizer.learning_rate = 1e-4
+  return config
+
+
+def get_config(arg=None):
+  del arg
+  config = few_shot_bbc(base_config())
+  config.transfer.freeze_preset = 'all'
+  config.transfer.objectives = ('cross_entropy', 'l2sp')
+  config.transfer.l2sp_alpha = 0.1
+  config.transfer.l2sp_beta = 0.01
+  config.optimizer.weight_decay = 0.0
+  return config
