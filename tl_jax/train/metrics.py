@@ -80,7 +80,7 @@ class MetricsWriter:
     truncate_after(self.path, resume_step)
     self._file = open(self.path, "a", encoding="utf-8")
     if tensorboard:
-      import tensorboardX  # no TensorFlow needed
+      tensorboardX = _import_tensorboardx()
       # purge_step: TensorBoard hides older events at steps the resumed run writes again.
       self._tb = tensorboardX.SummaryWriter(
           str(pathlib.Path(workdir) / TENSORBOARD_DIR), purge_step=(resume_step or 0) + 1,
@@ -182,6 +182,20 @@ class MetricsWriter:
       self._bar_open = False
     self._stream.write(text + "\n")
     self._stream.flush()
+
+
+def _import_tensorboardx():
+  """tensorboardX (no TensorFlow needed) without the `import torch` it tries at import time,
+  only to accept torch tensors (we log floats): 2-5 s of every run's start-up otherwise."""
+  if 'torch' in sys.modules:
+    import tensorboardX  # pylint: disable=g-import-not-at-top
+    return tensorboardX
+  sys.modules['torch'] = None  # `import torch` raises ImportError, which tensorboardX expects
+  try:
+    import tensorboardX  # pylint: disable=g-import-not-at-top
+  finally:
+    del sys.modules['torch']
+  return tensorboardX
 
 
 def _format(value: float) -> str:
