@@ -69,7 +69,7 @@ def test_host_shards_partition_the_runs(n):
 def test_step_times_skip_the_compile_step():
   records = [{'step': 1, 'examples_per_sec': 1.0}, {'step': 2, 'examples_per_sec': 16.0},
              {'step': 4, 'examples_per_sec': 8.0}]
-  assert sweep.step_times(records, examples_per_step=16) == [1.0, 4.0]
+  assert sweep.step_times(records, examples_per_step=16) == [1.0, 2.0]
 
 
 def test_aggregate_mean_std_over_seeds_and_table():

@@ -246,15 +246,11 @@ def read_history(workdir: str | os.PathLike) -> tuple[list[dict], list[dict]]:
 
 
 def step_times(train_records: Sequence[Mapping[str, Any]], examples_per_step: int) -> list[float]:
-  """Seconds per step between logged records; the first record (it holds the compile) and
-  records without a throughput are left out."""
-  out, last = [], None
-  for record in train_records:
-    eps = record.get('examples_per_sec')
-    if last is not None and eps:
-      out.append((record['step'] - last) * examples_per_step / eps)
-    last = record['step']
-  return out
+  """Mean seconds per step of each logged interval (examples/sec is over the interval since the
+  previous record); the first record (it holds the compile) and records without a throughput
+  are left out."""
+  return [examples_per_step / r['examples_per_sec'] for r in train_records[1:]
+          if r.get('examples_per_sec')]
 
 
 def state_costs(config: mlc.ConfigDict) -> dict[str, int]:
@@ -364,6 +360,8 @@ def _echo(line: str, verbose: bool) -> bool:
   match = re.match(r'step (\d+)/(\d+) ', line)
   if match:
     return int(match.group(1)) % 10 == 0 or match.group(1) == match.group(2)
+  if not line.strip() or '\x1b[' in line or '%|' in line:  # blank and tqdm bars
+    return False
   return not re.match(r'[IW]\d{4} ', line)  # absl info/warning lines stay in the log
 
 
@@ -492,9 +490,9 @@ def _format(column: str, stats: tuple[float, float, int] | None) -> str:
   if column.endswith('accuracy'):
     scale, fmt = 100.0, '{:.1f}'
   elif column.endswith('_bytes'):
-    scale, fmt = 2.0**-20, '{:.1f}'  # MiB
+    scale, fmt = 2.0**-20, '{:.3g}'  # MiB
   elif column.endswith('_params'):
-    scale, fmt = 1e-6, '{:.3f}'  # M
+    scale, fmt = 1e-6, '{:.3g}'  # M
   elif column.endswith('step_s'):
     scale, fmt = 1e3, '{:.0f}'  # ms
   else:
