@@ -13,6 +13,7 @@ changes, so a cached file is never stale.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -55,12 +56,13 @@ def _with_hidden_states(module):
   return type(module)(cfg)
 
 
+@functools.lru_cache(maxsize=32)
 def feature_fn(module, layer: int | None = None):
   """Jitted `(params, batch) -> [B, D]` float32 features in eval mode (no dropout).
 
   layer None: the model's pooled output (its configured pooling). layer k: hidden state k
   (0 = embeddings, -1 = last layer), pooled the model's way: masked mean for 'mean', first
-  token for 'cls'/'pooler'.
+  token for 'cls'/'pooler'. One compiled function per (module, layer): modules hash by config.
   """
   if layer is not None:
     num_states = module.num_layers + 1
@@ -245,11 +247,13 @@ def split_features(config, split: str, *, cache_dir: str | os.PathLike | None = 
 
 
 def _first_examples(batches, limit: int, batch_size: int):
-  """The batches covering the first `limit` examples, padding past it masked out."""
+  """The batches covering the first `limit` examples, padding past it masked out. The rest is
+  read and dropped: leaving grain's prefetch threads running on would share the (not
+  thread-safe) tokenizer with the next pipeline."""
   for i, batch in enumerate(batches):
     start = i * batch_size
     if start >= limit:
-      return
+      continue
     if start + batch_size > limit:
       batch = dict(batch)
       keep = np.arange(batch_size) < limit - start

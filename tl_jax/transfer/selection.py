@@ -38,33 +38,54 @@ def _features(f) -> np.ndarray:
 # LogME.
 # -------------------------------------------------------------------------------------------
 
-def logme_evidence(f: np.ndarray, t: np.ndarray, *, max_iter: int = 100,
-                   tol: float = 1e-6) -> tuple[float, float, float]:
+def spectrum(f: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(σ = squared singular values of f [k], squared projections of each target column on the
+  left singular vectors [k, K]), k = min(N, D), from the eigh of the smaller Gram matrix (much
+  faster than np.linalg.svd next to jax's threads)."""
+  n, d = f.shape
+  if n <= d:
+    sigma, u = np.linalg.eigh(f @ f.T)
+    proj = u.T @ targets
+  else:
+    sigma, v = np.linalg.eigh(f.T @ f)
+    s = np.sqrt(np.clip(sigma, 0.0, None))
+    proj = np.where(s[:, None] > 1e-10 * max(s.max(), 1e-300),
+                    (v.T @ (f.T @ targets)) / np.maximum(s, 1e-300)[:, None], 0.0)
+  return np.clip(sigma, 0.0, None), proj**2
+
+
+def logme_evidence(f: np.ndarray, t: np.ndarray, *, max_iter: int = 100, tol: float = 1e-6,
+                   _spectrum=None) -> tuple[float, float, float]:
   """(log evidence / N, α, β) at the fixed point for one real target vector t [N].
 
   Model: w ~ N(0, α⁻¹ I), t | f, w ~ N(f w, β⁻¹ I). MacKay's updates from α = β = 1:
-  γ = Σ βσ/(α+βσ), α = γ / mᵀm, β = (N − γ)/||t − f m||², m the posterior mean.
+  γ = Σ βσ/(α+βσ), α = γ / mᵀm, β = (N − γ)/||t − f m||², m the posterior mean; all in the
+  singular basis of f (σ = s²), so an iteration costs O(min(N, D)).
   """
   n, d = f.shape
-  sigma, v = np.linalg.eigh(f.T @ f)  # D eigenvalues of FᵀF
-  sigma = np.clip(sigma, 0.0, None)
-  proj = v.T @ (f.T @ t)
+  sigma, x2 = _spectrum if _spectrum is not None else spectrum(f, t[:, None])
+  x2 = x2.reshape(-1)
+  outside = max(float(t @ t - x2.sum()), 0.0)  # t's energy outside the column space
+
+  def moments(alpha, beta):
+    denom = alpha + beta * sigma
+    m2 = float(np.sum(beta**2 * sigma * x2 / denom**2))
+    res2 = float(np.sum(alpha**2 * x2 / denom**2)) + outside
+    return m2, res2, float(np.sum(beta * sigma / denom))
+
   alpha, beta = 1.0, 1.0
   for _ in range(max_iter):
-    gamma = float(np.sum(beta * sigma / (alpha + beta * sigma)))
-    m = v @ (beta * proj / (alpha + beta * sigma))
-    m2 = float(m @ m)
-    res2 = float(np.sum((t - f @ m) ** 2))
+    m2, res2, gamma = moments(alpha, beta)
     new_alpha = gamma / (m2 + 1e-12)
     new_beta = (n - gamma) / (res2 + 1e-12)
     done = abs(new_alpha / new_beta - alpha / beta) <= tol * (alpha / beta)
     alpha, beta = new_alpha, new_beta
     if done:
       break
-  m = v @ (beta * proj / (alpha + beta * sigma))
-  m2 = float(m @ m)
-  res2 = float(np.sum((t - f @ m) ** 2))
-  evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - 0.5 * np.sum(np.log(alpha + beta * sigma))
+  m2, res2, _ = moments(alpha, beta)
+  # Σ over all D eigenvalues of FᵀF: the D − min(N, D) zero ones add log α each.
+  log_det = np.sum(np.log(alpha + beta * sigma)) + (d - len(sigma)) * np.log(alpha)
+  evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - 0.5 * log_det
               - beta / 2 * res2 - alpha / 2 * m2 - n / 2 * np.log(2 * np.pi))
   return float(evidence / n), float(alpha), float(beta)
 
@@ -78,7 +99,9 @@ def logme(features, labels, *, regression: bool = False) -> float:
   else:
     y = _labels(labels, len(f))
     targets = np.eye(y.max() + 1)[y]
-  return float(np.mean([logme_evidence(f, targets[:, k])[0] for k in range(targets.shape[1])]))
+  sigma, x2 = spectrum(f, targets)  # one decomposition for every column
+  return float(np.mean([logme_evidence(f, targets[:, k], _spectrum=(sigma, x2[:, k]))[0]
+                        for k in range(targets.shape[1])]))
 
 
 # -------------------------------------------------------------------------------------------
