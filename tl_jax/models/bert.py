@@ -95,13 +95,13 @@ class BertLayer(nn.Module):
 
 
 class _LayerStack(nn.Module):
-  """`layer/<i>`, with string indices as in HF."""
+  """`layer/<i>`, with string indices as in HF; runs layers start..stop-1 only."""
   config: BertConfig
 
   @nn.compact
-  def __call__(self, x, bias, train):
+  def __call__(self, x, bias, train, start=0, stop=None):
     states = []
-    for i in range(self.config.num_layers):
+    for i in range(start, self.config.num_layers if stop is None else stop):
       x = BertLayer(self.config, name=str(i))(x, bias, train)
       states.append(x)
     return states
@@ -111,8 +111,8 @@ class _Encoder(nn.Module):
   config: BertConfig
 
   @nn.compact
-  def __call__(self, x, bias, train):
-    return _LayerStack(self.config, name='layer')(x, bias, train)
+  def __call__(self, x, bias, train, start=0, stop=None):
+    return _LayerStack(self.config, name='layer')(x, bias, train, start, stop)
 
 
 class _Embeddings(nn.Module):
@@ -154,6 +154,11 @@ class BertModel(nn.Module):
 
   `module.apply({'params': p}, input_ids=..., attention_mask=..., token_type_ids=..., train=False)`
   -> ModelOutput. attention_mask and token_type_ids are optional; train=True needs a 'dropout' rng.
+
+  Split runs (frozen-prefix caching, tl_jax.train.prefix_cache): `stop_layer=k` returns after
+  layer k-1 with `last_hidden_state` = that boundary state (pooled/logits None);
+  `prefix_hidden=h, start_layer=k` starts from such a state instead of the embeddings. The two
+  halves compose to the full forward (dropout masks depend on the layer path, not on the split).
   """
   config: BertConfig
   kind: ClassVar[str] = 'text'
@@ -171,15 +176,30 @@ class BertModel(nn.Module):
     return {'input_ids': jnp.zeros((1, 8), jnp.int32)}
 
   @nn.compact
-  def __call__(self, input_ids: jax.Array, attention_mask: jax.Array | None = None,
-               token_type_ids: jax.Array | None = None, *, train: bool = False) -> ModelOutput:
+  def __call__(self, input_ids: jax.Array | None = None, attention_mask: jax.Array | None = None,
+               token_type_ids: jax.Array | None = None, *, train: bool = False,
+               prefix_hidden: jax.Array | None = None, start_layer: int = 0,
+               stop_layer: int | None = None) -> ModelOutput:
     cfg = self.config
     layers.check_dropout_rng(self, train)
-    if token_type_ids is None:
-      token_type_ids = jnp.zeros_like(input_ids)
-    x = _Embeddings(cfg, name='embeddings')(input_ids, token_type_ids, train)
-    states = _Encoder(cfg, name='encoder')(x, layers.attention_bias(attention_mask), train)
-    last = states[-1]
+    if not 0 <= start_layer <= (cfg.num_layers if stop_layer is None else stop_layer) <= \
+        cfg.num_layers:
+      raise ValueError(f'need 0 <= start_layer ({start_layer}) <= stop_layer ({stop_layer}) <= '
+                       f'num_layers ({cfg.num_layers})')
+    if (prefix_hidden is None) != (start_layer == 0):
+      raise ValueError('start_layer > 0 needs prefix_hidden (the state after layer '
+                       'start_layer - 1), and prefix_hidden needs start_layer > 0')
+    if prefix_hidden is None:
+      if token_type_ids is None:
+        token_type_ids = jnp.zeros_like(input_ids)
+      x = _Embeddings(cfg, name='embeddings')(input_ids, token_type_ids, train)
+    else:
+      x = prefix_hidden.astype(cfg.dtype)
+    states = _Encoder(cfg, name='encoder')(x, layers.attention_bias(attention_mask), train,
+                                           start_layer, stop_layer)
+    last = states[-1] if states else x
+    if stop_layer is not None:
+      return ModelOutput(last_hidden_state=last, pooled=None)
 
     # The pooler runs (and owns params) whatever the pooling, so checkpoints keep their pooler;
     # under jit an unused pooler costs nothing.

@@ -26,7 +26,8 @@ from tl_jax.transfer import lambdas
 from tl_jax.transfer import objectives
 
 AXIS = parallel.AXIS
-TEXT_INPUTS = ('input_ids', 'attention_mask', 'token_type_ids')
+# prefix_hidden: cached boundary activations of a frozen prefix (tl_jax.train.prefix_cache).
+TEXT_INPUTS = ('input_ids', 'attention_mask', 'token_type_ids', 'prefix_hidden')
 Batch = Mapping[str, Any]
 
 

