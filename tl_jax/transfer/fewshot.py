@@ -27,11 +27,13 @@ METRICS = ('cosine', 'euclidean')
 def default_config() -> mlc.ConfigDict:
   """config.transfer.fewshot."""
   return mlc.ConfigDict(dict(
-      cache_dir='runs/feature_cache',
-      split='test',  # episodes are drawn from this split's features
+      cache_dir='runs/feature_cache',  # '' = memory only
+      inits=('pretrained', 'random'),  # experiments/fewshot.py: backbones to compare
+      layer=-100,  # -100 = the model's pooled output; k = hidden state k
+      split='train',  # episodes are drawn from this split's features
       n_way=5, k_shot=5, n_query=15, num_episodes=600, seed=0,
       classifiers=('prototype', 'linear_probe'),
-      metric='cosine',  # prototype distance
+      metric='cosine',  # prototype similarity: cosine | euclidean
       probe_l2=1e-2, probe_learning_rate=0.05, probe_steps=100,
   ))
 

@@ -36,6 +36,7 @@ def default_config() -> mlc.ConfigDict:
       num_steps=300,  # epochs; full batch: one step each
       batch_size=0,  # 0 = full batch
       seed=0,
+      inits=('pretrained', 'random'),  # experiments/linear_probe.py: backbones to compare
   ))
 
 

@@ -33,12 +33,19 @@ METHODS = ('maml', 'fomaml', 'reptile')
 
 
 def default_config() -> mlc.ConfigDict:
-  """config.transfer.maml."""
+  """config.transfer.maml (experiments/meta.py)."""
   return mlc.ConfigDict(dict(
-      method='maml',  # maml | fomaml | reptile
-      inner_lr=0.01, inner_steps=5, outer_lr=1e-3, meta_steps=2000, tasks_per_step=10,
-      eval_steps=(1, 5, 10),  # inner steps at test time
-      seed=0,
+      task='sinusoid',  # sinusoid | digits (5-way episodes: meta-train classes 0-4, test 5-9)
+      methods=('maml', 'fomaml', 'reptile'),
+      hidden=(40, 40),  # MLP widths
+      k_shot=10, n_query=10, n_way=5,  # n_way: classification tasks only
+      inner_lr=0.02, inner_steps=1, outer_lr=3e-3, meta_steps=2000, tasks_per_step=10,
+      reptile_inner_steps=5, reptile_outer_lr=3e-3,
+      # Baselines: the same MLP trained jointly on all tasks' examples (same step count), and
+      # the random init; each fine-tuned at its best of these learning rates.
+      baseline_lrs=(0.02, 0.005, 0.001),
+      eval_steps=(1, 5, 10), eval_tasks=200,
+      seeds=(0, 1, 2),
   ))
 
 

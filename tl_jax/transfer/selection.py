@@ -15,7 +15,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import ml_collections as mlc
 import numpy as np
+
+
+def default_config() -> mlc.ConfigDict:
+  """config.transfer.selection (experiments/select_models.py)."""
+  return mlc.ConfigDict(dict(
+      # Candidates 'init' or 'init:layer' (init: pretrained | random; layer: hidden state k).
+      candidates=('pretrained', 'random', 'pretrained:2', 'pretrained:4'),
+      split='train', limit=300,  # scores use the first `limit` examples of `split`
+      num_components=0,  # GMM source head for LEEP/NCE; 0 = 2 × classes
+      cache_dir='runs/feature_cache',
+      # The check (not used by the scores): a linear probe on the same examples, tested here.
+      eval_split='test', seed=0,
+  ))
 
 
 def _labels(y, n: int) -> np.ndarray:
