@@ -111,13 +111,17 @@ def make_tiny_assets(root: pathlib.Path) -> TinyAssets:
   return assets
 
 
+@functools.lru_cache(maxsize=None)
+def _tiny_assets() -> TinyAssets:
+  # Once per process: a fixture imported into several modules is set up once per module.
+  root = pathlib.Path(tempfile.mkdtemp(prefix='tl_jax_tiny_'))
+  atexit.register(shutil.rmtree, root, ignore_errors=True)
+  return make_tiny_assets(root)
+
+
 @pytest.fixture(scope='session')
 def tiny_assets() -> TinyAssets:
-  root = pathlib.Path(tempfile.mkdtemp(prefix='tl_jax_tiny_'))
-  try:
-    yield make_tiny_assets(root)
-  finally:
-    shutil.rmtree(root, ignore_errors=True)
+  return _tiny_assets()
 
 
 def tiny_args(assets: TinyAssets, **overrides: Any) -> list[str]:
@@ -227,14 +231,20 @@ NO_DROPOUT_SHARD_MAP = dict(parallel__mode='shard_map', model__dropout_rate=0.0,
                             model__attention_dropout_rate=0.0)
 
 
-@pytest.fixture(scope='session')
-def eight_device_run(tiny_assets, tmp_path_factory) -> pathlib.Path:
-  """The workdir of a finished tiny run on 8 simulated devices (NO_DROPOUT_SHARD_MAP)."""
-  workdir = tmp_path_factory.mktemp('eight_devices') / 'run'
+@functools.lru_cache(maxsize=None)
+def _eight_device_run() -> pathlib.Path:
+  workdir = _tiny_assets().root / 'eight_devices'
   done = run_cli(['train', f'--workdir={workdir}',
-                  *tiny_args(tiny_assets, **NO_DROPOUT_SHARD_MAP)], devices=8)
+                  *tiny_args(_tiny_assets(), **NO_DROPOUT_SHARD_MAP)], devices=8)
   assert done.returncode == 0, describe(done)
   return workdir
+
+
+@pytest.fixture(scope='session')
+def eight_device_run() -> pathlib.Path:
+  """The workdir of a finished tiny run on 8 simulated devices (NO_DROPOUT_SHARD_MAP), shared by
+  the modules that compare against it."""
+  return _eight_device_run()
 
 
 def snapshot(path: pathlib.Path) -> dict[str, tuple[int, int]] | None:

@@ -70,6 +70,7 @@ def chain(tiny_assets, tmp_path_factory):
   return phases
 
 
+@pytest.mark.slow  # the chain: five runs
 def test_every_rerun_resumes_from_the_last_complete_checkpoint(chain):
   for name, _ in CHAIN[1:]:
     done, before, _, _ = chain[name]
@@ -77,12 +78,14 @@ def test_every_rerun_resumes_from_the_last_complete_checkpoint(chain):
     assert resumed_step(done.stdout) == expected, f'{name}: {describe(done)}'
 
 
+@pytest.mark.slow  # the chain: five runs
 def test_kill_mid_step_keeps_only_complete_checkpoints(chain):
   done, _, after, _ = chain['kill_mid_step']
   assert done.returncode == KILLED, describe(done)
   assert set(after) <= {2}  # step 3 was never saved; step 2's async write may not have finished
 
 
+@pytest.mark.slow  # the chain: five runs
 def test_nan_loss_stops_at_that_step_and_keeps_the_last_good_checkpoint(chain):
   done, _, after, partial = chain['nan_at_step_3']
   assert done.returncode == 2, describe(done)
@@ -95,6 +98,7 @@ def test_nan_loss_stops_at_that_step_and_keeps_the_last_good_checkpoint(chain):
   assert resumed_step(chain['kill_during_save'][0].stdout) == 2
 
 
+@pytest.mark.slow  # the chain: five runs
 def test_kill_during_a_save_leaves_a_partial_write_that_is_never_used(chain):
   done, _, after, partial = chain['kill_during_save']
   assert done.returncode == KILLED, describe(done)
@@ -102,12 +106,14 @@ def test_kill_during_a_save_leaves_a_partial_write_that_is_never_used(chain):
   assert resumed_step(chain['kill_during_eval'][0].stdout) == 2
 
 
+@pytest.mark.slow  # the chain: five runs
 def test_kill_during_eval(chain):
   done, _, after, _ = chain['kill_during_eval']
   assert done.returncode == KILLED, describe(done)
   assert 6 not in after
 
 
+@pytest.mark.slow  # the chain: five runs
 def test_interrupted_run_ends_bit_identical_to_an_uninterrupted_one(chain, reference):
   done, _, after, partial = chain['finish']
   assert done.returncode == 0, describe(done)
