@@ -148,7 +148,8 @@ def main(argv: list[str]) -> None:
   (out / 'results.json').write_text(json.dumps(results, indent=1))
   plot(results, out / 'finetune_table.png')
   print(table)
-  print(f'wrote {out}/table.md, results.json, finetune_table.png in {time.monotonic() - start:.0f}s')
+  print(f'wrote {out}/table.md, results.json, finetune_table.png '
+        f'({time.monotonic() - start:.0f}s)')
 
 
 if __name__ == '__main__':

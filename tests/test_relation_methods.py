@@ -3,7 +3,6 @@ hidden-state distillation from the frozen pretrained model, both through TrainCo
 configs/distill_bbc.py."""
 
 import itertools
-import types
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +37,7 @@ def rkd_reference(s, t):
 
   ds, dt = psi_d(s), psi_d(t)
   dist = np.mean([huber_np(ds[p] - dt[p]) for p in pairs])
-  triplets = [c for c in itertools.permutations(range(n), 3)]
+  triplets = list(itertools.permutations(range(n), 3))
   angle = np.mean([huber_np(psi_a(s, *c) - psi_a(t, *c)) for c in triplets])
   return dist, angle
 
