@@ -1,0 +1,134 @@
+"""CDAN(+E) and MDD on tiny inputs: the loss equals the hand-computed value, the method's own
+params (discriminator / auxiliary head) descend it, the features get exactly −coeff times the
+plain gradient (gradient reversal; the plain gradient by finite differences, the forward being
+the identity), and the classifier's logits get no gradient from these terms."""
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+import pytest
+
+from tl_jax.config import base_config
+from tl_jax.models.outputs import ModelOutput
+from tl_jax.transfer import cdan as cdan_lib
+from tl_jax.transfer import mdd as mdd_lib
+from tl_jax.transfer import objectives
+
+STEP, TOTAL = 3, 10
+COEFF_SCHEDULE = 2 / (1 + np.exp(-10 * STEP / TOTAL)) - 1
+
+
+def softmax(z):
+  e = np.exp(z - z.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def softplus(v):
+  return np.log1p(np.exp(v))
+
+
+def make_value_fn(name, section, cfg):
+  config = base_config()
+  config.data.source.name = 'synthetic'
+  config.data.target.labeled = False
+  config.train.num_steps = TOTAL
+  config.transfer[section] = cfg
+
+  @jax.jit
+  def value(own, f_s, f_t, z_s, z_t):
+    outputs = {'source': ModelOutput(f_s, f_s, logits=z_s),
+               'target': ModelOutput(f_t, f_t, logits=z_t)}
+    batches = {'source': {'label': jnp.zeros(f_s.shape[0], jnp.int32)},
+               'target': {'label': -jnp.ones(f_t.shape[0], jnp.int32)}}
+    ctx = objectives.Context(outputs=outputs, batches=batches,
+                             params={'objectives': {name: own}}, trainable={}, pretrained=None,
+                             step=jnp.int32(STEP), lam=jnp.float32(1.0), config=config,
+                             axis_name=None)
+    return objectives.get(name).fn(ctx)
+  return value
+
+
+def check_gradients(value, own, inputs, coeff):
+  """Own params descend; features reversed (vs finite differences); logits untouched."""
+  loss = lambda *a: value(*a)[0]
+  grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3, 4)))(own, *inputs)
+  g_own, g_fs, g_ft, g_zs, g_zt = grads
+  base = float(loss(own, *inputs))
+  stepped = jax.tree.map(lambda p, g: p - 0.05 * g, own, g_own)
+  assert float(loss(stepped, *inputs)) < base
+  eps = 1e-3
+  for k, g in ((0, g_fs), (1, g_ft)):
+    x = np.asarray(inputs[k], np.float32)
+    fd = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+      e = np.zeros_like(x)
+      e[idx] = eps
+      plus, minus = list(inputs), list(inputs)
+      plus[k], minus[k] = x + e, x - e
+      fd[idx] = (float(loss(own, *plus)) - float(loss(own, *minus))) / (2 * eps)
+    np.testing.assert_allclose(g, -coeff * fd, rtol=2e-2, atol=2e-4)
+    assert np.abs(g).max() > 1e-4  # the check is not vacuous
+  assert np.all(np.asarray(g_zs) == 0) and np.all(np.asarray(g_zt) == 0)
+
+
+@pytest.fixture(scope='module')
+def tiny():
+  rs = np.random.RandomState(0)
+  f_s, f_t = rs.randn(3, 2).astype(np.float32), rs.randn(3, 2).astype(np.float32)
+  z_s, z_t = rs.randn(3, 2).astype(np.float32), rs.randn(3, 2).astype(np.float32)
+  return rs, (f_s, f_t, z_s, z_t)
+
+
+@pytest.mark.parametrize('entropy', [False, True])
+def test_cdan_value_by_hand_and_gradient_signs(tiny, entropy):
+  rs, inputs = tiny
+  f_s, f_t, z_s, z_t = inputs
+  w = rs.randn(4, 1).astype(np.float32)
+  disc = {'layer_0': {'kernel': jnp.asarray(w), 'bias': jnp.asarray([0.2], jnp.float32)}}
+  cfg = cdan_lib.default_config()
+  cfg.entropy = entropy
+  value = make_value_fn('cdan', 'cdan', cfg)
+  got, metrics = value(disc, *inputs)
+
+  def domain(f, z, sign):
+    g = softmax(z)
+    h = (f[:, :, None] * g[:, None, :]).reshape(len(f), -1)
+    d = (h @ w).ravel() + 0.2
+    ent = -np.sum(g * np.log(g), -1)
+    weight = 1 + np.exp(-ent) if entropy else np.ones(len(f))
+    return np.sum(weight * softplus(sign * d)) / np.sum(weight)
+  want = 0.5 * (domain(f_s, z_s, -1) + domain(f_t, z_t, +1))  # source = 1, target = 0
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  np.testing.assert_allclose(metrics['cdan/coeff'], COEFF_SCHEDULE, rtol=1e-5)
+  check_gradients(value, disc, inputs, COEFF_SCHEDULE)
+
+
+def test_cdan_randomized_map_has_the_right_size_and_is_fixed():
+  f, g = jnp.ones((2, 5)), jnp.full((2, 3), 1 / 3)
+  randomized = jax.jit(cdan_lib.multilinear_map, static_argnums=2)
+  a = randomized(f, g, 7)
+  assert a.shape == (2, 7)
+  np.testing.assert_array_equal(a, randomized(f, g, 7))
+  np.testing.assert_allclose(randomized(f, g, 0)[0], np.full(15, 1 / 3), rtol=1e-6)
+
+
+def test_mdd_value_by_hand_and_gradient_signs(tiny):
+  rs, (f_s, f_t, _, _) = tiny
+  z_s, z_t = rs.randn(3, 3).astype(np.float32), rs.randn(3, 3).astype(np.float32)
+  inputs = (f_s, f_t, z_s, z_t)
+  k = rs.randn(2, 3).astype(np.float32)
+  head = {'layer_0': {'kernel': jnp.asarray(k), 'bias': jnp.zeros(3, jnp.float32)}}
+  cfg = mdd_lib.default_config()
+  value = make_value_fn('mdd', 'mdd', cfg)
+  got, metrics = value(head, *inputs)
+  y_s, y_t = z_s.argmax(-1), z_t.argmax(-1)
+  p_s, p_t = softmax(f_s @ k), softmax(f_t @ k)
+  ce_s = -np.log(p_s[np.arange(3), y_s]).mean()
+  log_t = np.log(1 - p_t[np.arange(3), y_t]).mean()
+  discrepancy = log_t - cfg.margin * ce_s
+  np.testing.assert_allclose(metrics['mdd/discrepancy'], discrepancy, rtol=1e-5)
+  np.testing.assert_allclose(got, -discrepancy, rtol=1e-5)
+  coeff = cfg.coeff * COEFF_SCHEDULE
+  np.testing.assert_allclose(metrics['mdd/coeff'], coeff, rtol=1e-5)
+  # The auxiliary head descends the loss = ascends the discrepancy (the adversary's max).
+  check_gradients(value, head, inputs, coeff)
