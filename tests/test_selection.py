@@ -61,10 +61,22 @@ def test_nce_hand_values():
   np.testing.assert_allclose(selection.nce(np.array([0, 0, 0, 1]), y), -0.75 * h)
 
 
-def test_h_score_closed_form():
-  # 1-D: H = between-class variance / total variance = 4 / 5.
+def test_h_score_closed_form_and_shrinkage_when_n_below_d():
+  # 1-D: H = between-class variance / total variance = 4 / 5; shrinkage α toward tr(Σ)/D · I
+  # leaves a scalar Σ as it is and scales the between-class part by (1 − α).
   f = np.array([[0.0], [2.0], [4.0], [6.0]])
-  np.testing.assert_allclose(selection.h_score(f, np.array([0, 0, 1, 1])), 0.8)
+  for shrinkage, expected in ((0.0, 0.8), (0.5, 0.4)):
+    np.testing.assert_allclose(selection.h_score(f, np.array([0, 0, 1, 1]), shrinkage=shrinkage),
+                               expected)
+  # N ≤ D: the plain score is classes − 1 for any features; the shrunk one still tells apart.
+  rs = np.random.RandomState(2)
+  y = rs.randint(0, 3, 40)
+  good = np.eye(3)[y] @ rs.randn(3, 60) + rs.randn(40, 60)
+  noise = rs.randn(40, 60)
+  np.testing.assert_allclose([selection.h_score(good, y), selection.h_score(noise, y)], 2.0,
+                             rtol=1e-6)
+  assert (selection.h_score(good, y, shrinkage='auto')
+          > 2 * selection.h_score(noise, y, shrinkage='auto'))
 
 
 def test_scores_reject_bad_labels():

@@ -6,7 +6,8 @@ All take target features / source-head outputs and target labels (numpy); higher
   leep(probs, y)         Nguyen et al. 2020: log of the expected empirical predictor built from
                          the source head's probabilities θ(x) [N, Z].
   nce(z, y)              Tran et al. 2019: −H(Y | Z), Z the source head's hard labels.
-  h_score(f, y)          Bao et al. 2019: tr(cov(f)⁺ cov(E[f | y])).
+  h_score(f, y)          Bao et al. 2019: tr(cov(f)⁺ cov(E[f | y])); shrinkage='auto' for the
+                         regularised version (Ibrahim et al. 2022) that works when N ≤ D.
   gmm_source_probs(f, k) a stand-in source head for backbones without one (N-LEEP, Li et al.
                          2021): posteriors of a Gaussian mixture on PCA-reduced features.
 """
@@ -146,18 +147,30 @@ def nce(source_labels, labels) -> float:
   return float(np.sum(joint[nz] * np.log((joint / np.maximum(pz, 1e-300))[nz])))
 
 
-def h_score(features, labels) -> float:
-  """H(f) = tr(cov(f)⁺ cov(E[f | y])) with the pseudo-inverse of the feature covariance."""
+def h_score(features, labels, *, shrinkage: str | float = 0.0) -> float:
+  """H(f) = tr(cov(f)⁻¹ cov(E[f | y])).
+
+  shrinkage 0: the paper's pseudo-inverse, which saturates at (classes − 1) for ANY features
+  once N ≤ D (cov(f) is then singular and the class means fit exactly). 'auto': the Ledoit-Wolf
+  shrunk covariance (Ibrahim et al. 2022, "regularised H-score"); a float: that shrinkage
+  toward tr(cov)/D · I; the between-class covariance gets the same (1 − shrinkage) factor.
+  """
   f = _features(features)
   y = _labels(labels, len(f))
   f = f - f.mean(0)
   cov_f = f.T @ f / len(f)
+  if shrinkage == 'auto':
+    from sklearn.covariance import ledoit_wolf_shrinkage  # pylint: disable=g-import-not-at-top
+    shrinkage = float(ledoit_wolf_shrinkage(f, assume_centered=True))
+  if shrinkage:
+    target = np.trace(cov_f) / len(cov_f) * np.eye(len(cov_f))
+    cov_f = (1 - float(shrinkage)) * cov_f + float(shrinkage) * target
   class_means = np.zeros((y.max() + 1, f.shape[1]))
   np.add.at(class_means, y, f)
   counts = np.bincount(y, minlength=y.max() + 1)[:, None]
   class_means = class_means / np.maximum(counts, 1)
   g = class_means[y]  # E[f | y] for each example
-  cov_g = g.T @ g / len(f)
+  cov_g = (1 - float(shrinkage)) * (g.T @ g / len(f))  # the paper's (1 − α) on both sides
   return float(np.trace(np.linalg.pinv(cov_f, rcond=1e-10, hermitian=True) @ cov_g))
 
 
@@ -179,7 +192,7 @@ def all_scores(features, labels, *, num_components: int = 0, seed: int = 0) -> d
   y = _labels(labels, len(np.asarray(features)))
   k = num_components or 2 * (int(y.max()) + 1)
   probs = gmm_source_probs(features, k, seed=seed)
-  return {'logme': logme(features, y), 'h_score': h_score(features, y),
+  return {'logme': logme(features, y), 'h_score': h_score(features, y, shrinkage='auto'),
           'leep': leep(probs, y), 'nce': nce(probs.argmax(1), y)}
 
 
