@@ -7,8 +7,11 @@ each method's config (configs/<method>_digits.py) for 3 seeds; target test accur
 the source test accuracy beside it. Writes OUT/table.md, OUT/results.json, OUT/da_table.png and
 prints the table.
 
-Run:   python experiments/da_table.py                       (~15 min on 2 busy CPU cores)
-       python experiments/da_table.py --methods=source_only,dann --seeds=0 --steps=100
+Run:   python experiments/da_table.py                       (all methods x seeds 0,1,2)
+       or one process per seed, then the merged table:
+       python experiments/da_table.py --prepare_only
+       for s in 0 1 2; do python experiments/da_table.py --seeds=$s & done; wait
+       python experiments/da_table.py --collect
 Measured: see the README / the report of the run (numbers are whatever they are).
 """
 
@@ -59,7 +62,7 @@ def prepare_data(data_dir: str) -> None:
     sources.get_builder(name, data_dir or None)
 
 
-def markdown(results: dict, steps: int, seeds: list[int]) -> str:
+def markdown(results: dict, steps, seeds: list[int]) -> str:
   import numpy as np
   lines = [f'Digits -> digits/rotated (unlabelled target), small random-init ViT, {steps} steps, '
            f'seeds {seeds}: test accuracy, mean ± std over seeds.', '',
@@ -100,6 +103,9 @@ def main(argv=None) -> None:
   parser.add_argument('--seeds', default='0,1,2')
   parser.add_argument('--steps', type=int, default=0, help='0 = the configs\' num_steps')
   parser.add_argument('--data_dir', default='')
+  parser.add_argument('--prepare_only', action='store_true', help='write the ViT, prepare data')
+  parser.add_argument('--collect', action='store_true',
+                      help='only merge OUT/results_*.json into the table and plot')
   args = parser.parse_args(argv)
   methods = [m for m in args.methods.split(',') if m]
   if unknown := sorted(set(methods) - set(METHODS)):
@@ -110,9 +116,13 @@ def main(argv=None) -> None:
   os.environ.setdefault('USE_TORCH', '0')
   from absl import logging
   logging.set_verbosity(logging.WARNING)
+  if args.collect:
+    return collect(out)
   from tl_jax.train import loop
   write_vit(out / 'vit_random')
   prepare_data(args.data_dir)
+  if args.prepare_only:
+    return
 
   results: dict[str, list] = {}
   steps = 0
@@ -134,10 +144,26 @@ def main(argv=None) -> None:
       results.setdefault(method, []).append(final)
       print(f'{method} seed {seed}: target {final["target/test/accuracy"]:.3f} source '
             f'{final["source/test/accuracy"]:.3f} ({time.monotonic() - start:.0f} s)', flush=True)
-  table = markdown(results, steps, seeds)
+  (out / f'results_s{"_".join(map(str, seeds))}.json').write_text(json.dumps(
+      {'steps': steps, 'results': results}, indent=2))
+  collect(out)
+
+
+def collect(out: pathlib.Path) -> None:
+  """Merges every OUT/results_*.json (one per process) into table.md, results.json, the plot."""
+  merged: dict[str, list] = {}
+  steps, seeds = set(), set()
+  for path in sorted(out.glob('results_s*.json')):
+    part = json.loads(path.read_text())
+    steps.add(part['steps'])
+    seeds.update(int(s) for s in path.stem[len('results_s'):].split('_'))
+    for method, runs in part['results'].items():
+      merged.setdefault(method, []).extend(runs)
+  merged = {m: merged[m] for m in METHODS if m in merged}
+  table = markdown(merged, '/'.join(map(str, sorted(steps))), sorted(seeds))
   (out / 'table.md').write_text(table)
-  (out / 'results.json').write_text(json.dumps(results, indent=2))
-  plot(results, out / 'da_table.png')
+  (out / 'results.json').write_text(json.dumps(merged, indent=2))
+  plot(merged, out / 'da_table.png')
   print(table)
 
 
