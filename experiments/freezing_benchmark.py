@@ -13,6 +13,7 @@ Pairs (offline):
 
 Run:    python experiments/freezing_benchmark.py                  (both pairs, ~20 min quiet)
         python experiments/freezing_benchmark.py --quick          (a smoke run, ~5 min)
+        python experiments/freezing_benchmark.py --pairs=minilm --seeds=1   (one pair, 1 seed)
         python experiments/freezing_benchmark.py --config=configs/sweeps/freezing.py:minilm \\
             --config=my_sweep.py:arg                              (any sweep files instead)
 Output: OUTDIR/<pair>_table.md, <pair>_runs.{csv,json}, <pair>_accuracy_vs_cost.png,
@@ -126,6 +127,8 @@ def main() -> None:
                   help='sweep file path[:arg] to run instead of the default pairs (repeatable)')
   ap.add_argument('--quick', action='store_true',
                   help='few steps, one seed: checks the pipeline, not the schedules')
+  ap.add_argument('--seeds', type=int, default=0,
+                  help='seeds per schedule for the default pairs (0: the sweep file\'s, 2)')
   ap.add_argument('--only', default='', help='K/N: this host runs runs i ≡ K (mod N)')
   ap.add_argument('--runner', default='subprocess', choices=sweep.RUNNERS)
   args = ap.parse_args()
@@ -138,13 +141,14 @@ def main() -> None:
     jobs.append((pathlib.Path(spec.split(':')[0]).stem + (
         '_' + sweep._slug(spec.partition(':')[2]) if ':' in spec else ''), spec, spec))
   if not args.config:
-    opts = ',steps=6,seeds=1' if args.quick else ''
+    seeds = f',seeds={args.seeds}' if args.seeds else ''
+    opts = ',steps=6,seeds=1' if args.quick else seeds
     for pair in filter(None, args.pairs.split(',')):
       if pair == 'minilm':
         jobs.append((pair, f'{SWEEPS / "freezing.py"}:minilm{opts}', 'MiniLM-L6 → BBC News'))
       elif pair == 'vit':
         model = pretrain_vit(outdir, quick=args.quick)
-        vit_opts = ',steps=10,seeds=1' if args.quick else ''
+        vit_opts = ',steps=10,seeds=1' if args.quick else seeds
         jobs.append((pair, f'{SWEEPS / "freezing.py"}:vit={model}{vit_opts}',
                      'ViT (pre-trained on digits) → digits/rotated'))
       else:

@@ -87,7 +87,7 @@ def test_aggregate_mean_std_over_seeds_and_table():
   assert mean == pytest.approx(0.92) and std == pytest.approx(statistics.stdev(accs)) and n == 3
   assert b['target/test/accuracy'] == (0.5, 0.0, 1)
   table = sweep.markdown_table(rows, columns).splitlines()
-  assert table[2] == '| a | 3 | 92.0 ± 2.0 | 11 ± 1 | 1.0 |'
+  assert table[2] == '| a | 3 | 92.0 ± 2.0 | 11 ± 1 | 1 |'
   assert table[3] == '| b | 1 (+1 pending) | 50.0 | 3 | — |'
 
 
@@ -111,6 +111,8 @@ def get_config(arg=None):
   config.data.target.eval_splits = ('validation',)
   config.train.best_metric = ''
   config.train.num_steps = 4
+  config.train.eval_every = 0  # eval and checkpoint at the end only: fewer compiles and writes
+  config.train.checkpoint_every = 0
   config.train.export_hf = False
   return config
 
@@ -130,67 +132,61 @@ def sweep_file(tiny_assets, tmp_path) -> pathlib.Path:
   return path
 
 
-def test_sweep_runs_skips_finished_and_resumes(sweep_file, tmp_path):
+def test_sweep_resumes_interrupted_run_and_skips_finished(sweep_file, tmp_path):
   sweepdir = tmp_path / 'sweep'
   spec = sweep.SweepSpec(str(sweep_file))
   head, full = spec.runs()
   # An interrupted run: 2 of its 4 steps done and checkpointed, no result marker.
   from tl_jax.train import loop  # pylint: disable=g-import-not-at-top
-  half = sweep.apply_overrides(head.config, {'train.num_steps': 2})
-  loop.train(half, str(sweepdir / head.name))
+  loop.train(sweep.apply_overrides(head.config, {'train.num_steps': 2}), str(sweepdir / head.name))
   assert not sweep.is_finished(sweepdir / head.name)
 
   lines = []
-  results = sweep.run_sweep(spec, sweepdir, runner='inprocess', printer=lines.append)
-  assert '2 runs, 2 on this host, 0 already finished, 2 to run' in lines[0]
-  by_name = {r['name']: r for r in results}
-  assert by_name[head.name]['resumed'] and not by_name[full.name]['resumed']
+  results = sweep.run_sweep(spec, sweepdir, only='0/2', runner='inprocess', printer=lines.append)
+  assert '2 runs, 1 on this host (0/2), 0 already finished, 1 to run' in lines[0]
+  assert any(line.startswith('[1/1] resuming ' + head.name) for line in lines)
+  done, pending = results
+  assert done['name'] == head.name and done['resumed'] and pending['pending']
   train, _ = sweep.read_history(sweepdir / head.name)
   assert [r['step'] for r in train] == [1, 2, 3, 4]  # steps 3-4 continued, none twice
-  for r in results:
-    assert r['num_steps'] == 4 and 0 <= r['final']['target/validation/accuracy'] <= 1
-    assert r['peak_rss_mb'] > 0 and r['median_step_s'] > 0
-  # head_only trains only the head; its optimizer state holds only the head's moments
-  assert by_name[head.name]['trainable_params'] < by_name[full.name]['trainable_params']
-  assert by_name[full.name]['trainable_params'] == by_name[full.name]['total_params']
-  assert by_name[head.name]['opt_state_bytes'] < by_name[full.name]['opt_state_bytes']
+  assert done['num_steps'] == 4 and 0 <= done['final']['target/validation/accuracy'] <= 1
+  assert done['peak_rss_mb'] > 0 and done['median_step_s'] > 0
+  assert len(done['train_curve']) == 4 and done['eval_curve'][-1]['step'] == 4
+  # head_only trains only the head, and only the head has optimizer state
+  costs = sweep.state_costs(full.config)
+  assert costs['trainable_params'] == costs['total_params'] == done['total_params']
+  assert done['trainable_params'] == 32 * 3 + 3  # tiny BERT width 32 -> 3 classes
+  assert done['opt_state_bytes'] < costs['opt_state_bytes'] / 100
   saved = json.loads((sweepdir / 'runs.json').read_text())
   assert [r['name'] for r in saved] == [head.name, full.name]
   assert (sweepdir / 'runs.csv').read_text().count('\n') == 3
-  assert '| head | 1 |' in (sweepdir / 'table.md').read_text()
+  table = (sweepdir / 'table.md').read_text()
+  assert '| head | 1 |' in table and '| all | 0 (+1 pending) |' in table
 
-  # Rerun: both finished, nothing trains again (the markers are untouched).
-  marker = sweepdir / full.name / sweep.RESULT_FILE
+  # Rerun: finished, so nothing trains again (the marker is untouched).
+  marker = sweepdir / head.name / sweep.RESULT_FILE
   before = marker.stat().st_mtime_ns
   lines.clear()
-  sweep.run_sweep(spec, sweepdir, runner='inprocess', printer=lines.append)
-  assert '2 already finished, 0 to run' in lines[0]
+  sweep.run_sweep(spec, sweepdir, only='0/2', runner='inprocess', printer=lines.append)
+  assert '1 already finished, 0 to run' in lines[0]
   assert marker.stat().st_mtime_ns == before
-
-  # Host 1 of 2, with run 1's marker lost: only run 1 is run, and it resumes from its
-  # final checkpoint (no step trains twice).
-  marker.unlink()
-  lines.clear()
-  sweep.run_sweep(spec, sweepdir, only='1/2', runner='inprocess', printer=lines.append)
-  assert '1 on this host (1/2), 0 already finished, 1 to run' in lines[0]
-  assert any('resuming ' + full.name in line for line in lines)
-  assert sweep.read_result(sweepdir / full.name)['resumed']
 
 
 def test_cli_subprocess_runner_and_report(sweep_file, tmp_path):
   sweepdir = tmp_path / 'cli'
   command = [sys.executable, '-m', 'tl_jax.sweep', f'--config={sweep_file}',
-             f'--sweepdir={sweepdir}', '--only=0/2', '--config.train.num_steps=2',
+             f'--sweepdir={sweepdir}', '--only=1/2', '--config.train.num_steps=2',
              '--prune_checkpoints']
   done = subprocess.run(command, cwd=REPO, env=cli_env(1), capture_output=True, text=True,
                         timeout=300)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-  result = sweep.read_result(sweepdir / 'head,seed=0')
+  result = sweep.read_result(sweepdir / 'all,seed=0')
   assert result['num_steps'] == 2  # the --config override reached the child
-  assert not (sweepdir / 'head,seed=0' / 'checkpoints').exists()
-  assert not (sweepdir / 'all,seed=0').exists()  # host 1's run
-  assert '| all | 0 (+1 pending) |' in done.stdout
-  assert (sweepdir / 'logs' / 'head,seed=0.log').read_text().count('step 2/2') == 1
+  assert result['trainable_params'] == result['total_params']
+  assert not (sweepdir / 'all,seed=0' / 'checkpoints').exists()
+  assert not (sweepdir / 'head,seed=0').exists()  # host 0's run
+  assert '| head | 0 (+1 pending) |' in done.stdout
+  assert (sweepdir / 'logs' / 'all,seed=0.log').read_text().count('step 2/2') == 1
   bad = subprocess.run(command[:4] + [f'--sweepdir={sweepdir}', '--config.train.nm_steps=2'],
                        cwd=REPO, env=cli_env(1), capture_output=True, text=True, timeout=120)
   assert bad.returncode == 2

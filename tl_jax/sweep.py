@@ -46,6 +46,7 @@ import os
 import pathlib
 import re
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -300,9 +301,11 @@ def execute(run: Run, workdir: str | os.PathLike) -> dict[str, Any]:
                      for r in eval_records],
       'finished': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
   }
-  tmp = workdir / f'.{RESULT_FILE}.tmp'
+  # Every process of a multi-host run writes it (hosts may not share a disk, and each host
+  # decides from its own SWEEPDIR which runs to skip); whole or not at all.
+  tmp = workdir / f'.{RESULT_FILE}.tmp-{socket.gethostname()}-{os.getpid()}'
   tmp.write_text(json.dumps(_jsonable(result), indent=1))
-  os.replace(tmp, workdir / RESULT_FILE)  # the marker appears whole or not at all
+  os.replace(tmp, workdir / RESULT_FILE)
   return result
 
 
