@@ -88,7 +88,7 @@ def test_old_gamma_beta_names_and_pytorch_bin(hf_bert, tmp_path):
            for k, v in load_file(directory / 'model.safetensors').items()}
   shutil.copy(directory / 'config.json', tmp_path / 'config.json')
   torch.save({k: torch.from_numpy(v) for k, v in state.items()}, tmp_path / 'pytorch_model.bin')
-  module, params, report = load_pretrained(tmp_path, with_report=True)
+  module, params, report = load_pretrained(tmp_path, with_report=True, allow_pickle=True)
   assert report.weights.endswith('pytorch_model.bin')
   assert_matches(module, params, ref)
 
@@ -106,7 +106,7 @@ def test_bin_without_torch_is_one_clear_error(hf_bert, tmp_path, monkeypatch):
 
   monkeypatch.setattr(builtins, '__import__', no_torch)
   with pytest.raises(CheckpointNotFoundError, match='torch is not installed'):
-    load_pretrained(tmp_path)
+    load_pretrained(tmp_path, allow_pickle=True)
 
 
 def test_round_trip_is_bitwise_and_hf_reads_our_export(hf_bert, tmp_path):
