@@ -165,12 +165,12 @@ def _token_mask(batch: Mapping[str, jax.Array], hidden: jax.Array) -> jax.Array 
 def hidden_distill(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
   cfg = settings(ctx)
   student = ctx.outputs[cfg.domain].hidden_states
-  teacher = teacher_outputs(ctx, cfg.domain).hidden_states
   n = len(student)
   bad = [i for i in cfg.layers if not 0 <= int(i) < n]
   if bad:
     raise objectives.ObjectiveError(f'transfer.distill.layers {bad} out of range: the model has '
                                     f'{n} hidden states (0 = embeddings .. {n - 1})')
+  teacher = teacher_outputs(ctx, cfg.domain).hidden_states
   mse = hidden_state_mse(student, teacher, _token_mask(ctx.batches[cfg.domain], student[0]),
                          tuple(int(i) for i in cfg.layers))
   return float(cfg.hidden_weight) * mse, {'distill/hidden_mse': mse}
