@@ -378,6 +378,7 @@ def _run_child(spec: SweepSpec, sweepdir: pathlib.Path, run: Run, verbose: bool,
     tail: list[str] = []
     for line in child.stdout:
       f.write(line)
+      f.flush()  # the log is where a running run is watched (tail -f)
       tail = (tail + [line.rstrip()])[-15:]
       if _echo(line, verbose):
         printer('    ' + line.rstrip())
