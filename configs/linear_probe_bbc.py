@@ -4,7 +4,12 @@ Run:   python experiments/linear_probe.py --config=configs/linear_probe_bbc.py
        (features are computed once per backbone/split and cached under
        config.transfer.linear_probe.cache_dir; a rerun only trains the probe)
        python experiments/bench_linear_probe.py --config=configs/linear_probe_bbc.py
-Expected: MEASURED (see the docstring of experiments/linear_probe.py).
+Measured (2 CPU cores, heavily shared; probe: full batch, Adam 0.05, 300 steps, l2 1e-3):
+  backbone     train N  test N  train acc  test acc  features s  probe s
+  pretrained   1781     221     1.0000     0.9548    383.9       3.67
+  random init  1781     221     1.0000     0.8145    484.9       3.54
+bench (256 examples x 128 tokens, batch 32, median of 5): probe epoch on the cache 1.09 ms,
+recomputing the backbone 21516 ms: ~19,700x (the load inflates the backbone side).
 """
 
 from tl_jax.config import base_config

@@ -5,8 +5,9 @@ trained init and a random init, each fine-tuned on NEW tasks for k SGD steps.
   python experiments/meta.py --config=configs/maml_digits.py   [--out=runs/meta_digits]
 
 sinusoid: 10-shot regression, metric = query MSE after k steps (lower is better).
-digits:   5-way 1-shot episodes of 8×8 digits (pixels / 16 as features), meta-trained on
-          classes 0-4, tested on the unseen classes 5-9; metric = query accuracy.
+digits:   N-way 1-shot episodes of 8×8 digits (pixels / 16 as features), meta-trained on
+          transfer.maml.train_classes, tested on the unseen test_classes; metric = query
+          accuracy.
 Every init is fine-tuned at its best of {inner_lr} ∪ baseline_lrs, per k (chosen on the test
 tasks: the same generous protocol for all; an init whose fine-tuning diverges at the meta-training
 lr for more steps than it was trained for still gets a stable lr). Seeds set the init, the
@@ -62,8 +63,8 @@ def main(argv):
     loss_fn, metric, metric_name, better = maml.ce_loss, maml.accuracy, 'query accuracy', max
     episodes = lambda classes, n: lambda rng: maml.class_episodes(
         x, y, classes, rng, n, n_way=m.n_way, k_shot=m.k_shot, n_query=m.n_query)
-    train_tasks = episodes(range(0, 5), m.tasks_per_step)
-    test_tasks = episodes(range(5, 10), m.eval_tasks)
+    train_tasks = episodes(m.train_classes, m.tasks_per_step)
+    test_tasks = episodes(m.test_classes, m.eval_tasks)
   else:
     raise app.UsageError(f'transfer.maml.task={m.task!r}; choose sinusoid or digits')
 

@@ -32,7 +32,8 @@ SCORES = ('logme', 'h_score', 'leep', 'nce')
 def main(argv):
   del argv
   from tl_jax import experiment  # pylint: disable=g-import-not-at-top
-  from tl_jax.transfer import features, linear_probe, selection  # pylint: disable=g-import-not-at-top
+  from tl_jax.transfer import (features, linear_probe,  # pylint: disable=g-import-not-at-top
+                               selection)
   config = _CONFIG.value
   cfg = config.transfer.selection
   out = pathlib.Path(_OUT.value)

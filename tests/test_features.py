@@ -43,7 +43,8 @@ def _extract(tiny, config, split='test', **kw):
   return features.split_features(config, split, module=module, tokenizer=tok, **kw)
 
 
-def test_every_example_once_in_order_equal_to_a_direct_forward(tiny, prepared_data_dir):  # noqa: F811
+def test_every_example_once_in_order_equal_to_a_direct_forward(
+    tiny, prepared_data_dir):  # noqa: F811
   module, params, tok = tiny
   features.clear_memory_cache()
   feats = _extract(tiny, _config(prepared_data_dir))

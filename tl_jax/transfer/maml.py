@@ -2,7 +2,7 @@
 (Nichol et al. 2018), over any `loss_fn(params, x, y) -> scalar` (a small MLP, a head on frozen
 backbone features, ...).
 
-  meta = MetaLearner(loss_fn, inner_lr=0.01, inner_steps=5, method='maml')   # | 'fomaml' | 'reptile'
+  meta = MetaLearner(loss_fn, inner_lr=0.01, inner_steps=5, method='maml')  # fomaml | reptile
   params, opt_state = meta.init(params, optax.adam(1e-3))
   params, opt_state, loss = meta.step(params, opt_state, tasks)   # jitted; tasks: Tasks [T, ...]
   adapted = meta.adapt(params, support_x, support_y)              # k inner SGD steps (lax.scan)
@@ -35,7 +35,8 @@ METHODS = ('maml', 'fomaml', 'reptile')
 def default_config() -> mlc.ConfigDict:
   """config.transfer.maml (experiments/meta.py)."""
   return mlc.ConfigDict(dict(
-      task='sinusoid',  # sinusoid | digits (5-way episodes: meta-train classes 0-4, test 5-9)
+      task='sinusoid',  # sinusoid | digits (N-way episodes of 8×8 digit classes)
+      train_classes=(0, 1, 2, 3, 4), test_classes=(5, 6, 7, 8, 9),  # classification tasks
       methods=('maml', 'fomaml', 'reptile'),
       hidden=(40, 40),  # MLP widths
       k_shot=10, n_query=10, n_way=5,  # n_way: classification tasks only

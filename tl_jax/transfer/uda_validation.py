@@ -4,7 +4,8 @@ target labels. Scores, all "higher = better" in `score_models`:
   iwv(losses, w)            importance-weighted validation (Sugiyama et al. 2007): source-val
                             loss weighted by w(x) = p_T(x) / p_S(x) (returned as a risk).
   dev(losses, w)            deep embedded validation (You et al. 2019): the same with the control
-                            variate η (mean w = 1): mean(wℓ) + η·mean(w) − η, η = −Cov(wℓ, w)/Var(w).
+                            variate η (mean w = 1): mean(wℓ) + η·mean(w) − η,
+                            η = −Cov(wℓ, w)/Var(w).
   density_ratio(fs, ft, fv) w on source-val features from a logistic domain classifier trained
                             on source-train vs target features: w = (n_s/n_t)·P(T|x)/P(S|x).
   prediction_entropy(p)     mean entropy of target predictions (Morerio et al. 2018; lower better).
