@@ -2,7 +2,17 @@
 features of a small MLP), meta-trained on classes 0-4 and tested on the unseen classes 5-9.
 
 Run:   python experiments/meta.py --config=configs/maml_digits.py
-Expected: MEASURED (see experiments/meta.py).
+Measured: query accuracy (chance 0.2) on 200 new episodes of classes 5-9 after k SGD steps,
+mean ± std over seeds 0, 1, 2, 300 meta-steps of 10 episodes; best lr of 0.1/0.03/0.01 each:
+  init            1 step           3 steps          10 steps
+  MAML            0.3383 ± 0.0087  0.4400 ± 0.0127  0.4898 ± 0.0147
+  first-order     0.3431 ± 0.0113  0.4251 ± 0.0197  0.4813 ± 0.0142
+  Reptile         0.3384 ± 0.0131  0.4118 ± 0.0144  0.4657 ± 0.0222
+  joint training  0.2652 ± 0.0201  0.3554 ± 0.0255  0.4965 ± 0.0131
+  random init     0.2561 ± 0.0207  0.3488 ± 0.0452  0.5612 ± 0.0235
+Meta-learned inits adapt faster (1-3 steps) but a random init is best after 10 steps. With only
+5 training classes, longer meta-training overfits them: at 1500 meta-steps MAML scores 0.2612 /
+0.3706 / 0.4299 (worse than at 300), random init unchanged.
 """
 
 from tl_jax.config import base_config
