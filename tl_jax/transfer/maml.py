@@ -96,7 +96,7 @@ class MetaLearner:
   def meta_grad(self, params, tasks: Tasks) -> tuple[jax.Array, Any]:
     """(meta loss, gradient-like update direction) for one task batch."""
     if self.method == 'reptile':
-      # Reptile trains on support+query of each task; loss reported: query after adaptation.
+      # Reptile adapts on support + query; the loss reported is the query loss after it.
       x = jnp.concatenate([tasks.support_x, tasks.query_x], axis=1)
       y = jnp.concatenate([tasks.support_y, tasks.query_y], axis=1)
       adapted = jax.vmap(lambda a, b: sgd_adapt(self.loss_fn, params, a, b, lr=self.inner_lr,
