@@ -507,7 +507,8 @@ def _format(column: str, stats: tuple[float, float, int] | None) -> str:
   return text
 
 
-COLUMN_TITLES = {'target/test/accuracy': 'target test acc %', 'wall_s': 'wall s',
+COLUMN_TITLES = {'target/test/accuracy': 'target test acc %',
+                 'source/test/accuracy': 'source test acc %', 'wall_s': 'wall s',
                  'median_step_s': 'median step ms', 'examples_per_sec': 'examples/s',
                  'peak_rss_mb': 'peak RSS MB', 'trainable_params': 'trainable params M',
                  'opt_state_bytes': 'opt state MiB', 'total_params': 'params M'}
