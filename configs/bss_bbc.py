@@ -2,7 +2,8 @@
 tl_jax/transfer/bss.py).
 
 Run:   tl-jax train --config=configs/bss_bbc.py --workdir=runs/bss_bbc
-Expected: MEASURED
+Measured by python experiments/finetune_table.py (3 seeds, 30 steps, test split):
+  target test accuracy 0.9125 ± 0.0435 (full fine-tune 0.9125 ± 0.0453).
 """
 
 from tl_jax.config import base_config

@@ -4,7 +4,9 @@ angle relations of the pooled features); 'both'.
 
 Run:   tl-jax train --config=configs/distill_bbc.py --workdir=runs/distill_bbc
        tl-jax train --config=configs/distill_bbc.py:rkd --workdir=runs/rkd_bbc
-Expected: MEASURED
+Measured by python experiments/finetune_table.py (3 seeds, 30 steps, test split):
+  target test accuracy 0.9291 ± 0.0340 with 'hidden' (full fine-tune
+  0.9125 ± 0.0453); 'rkd' not measured.
 """
 
 from tl_jax.config import base_config

@@ -2,7 +2,8 @@
 trained end to end; a larger learning rate, as a probe needs).
 
 Run:   tl-jax train --config=configs/head_only_bbc.py --workdir=runs/head_only_bbc
-Expected: MEASURED
+Measured by python experiments/finetune_table.py (3 seeds, 30 steps, test split):
+  target test accuracy 0.7345 ± 0.0453.
 """
 
 from tl_jax.config import base_config
