@@ -63,6 +63,7 @@ class Case:
   compile_s: float = 0.0
   rss_growth_mb: float = 0.0
   times: list = dataclasses.field(default_factory=list)
+  cpu_times: list = dataclasses.field(default_factory=list)
 
 
 def rss_peak_mb() -> float:
@@ -355,37 +356,40 @@ def main():
   for r in range(args.rounds):
     for key, case in cases.items():
       for _ in range(args.steps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         block(case.step())
         case.times.append(time.perf_counter() - t)
+        case.cpu_times.append(time.process_time() - c)
     for dtype, calls in ideal_calls.items():
       for name, fn in calls.items():
         for _ in range(args.steps):
-          t = time.perf_counter()
+          t, c = time.perf_counter(), time.process_time()
           block(fn())
           ideal_times.setdefault((dtype, name), []).append(time.perf_counter() - t)
+          ideal_times.setdefault((dtype, name, 'cpu'), []).append(time.process_time() - c)
     print(f'  round {r + 1}/{args.rounds} done, load average {os.getloadavg()}', flush=True)
 
   med = {key: statistics.median(c.times) for key, c in cases.items()}
   print(f'\nseconds per train step (median of {args.rounds * args.steps}); load average at the '
         f'end {os.getloadavg()}; peak RSS of the process {rss_peak_mb():.0f} MB')
-  print(f'| framework | dtype | mode | s/step | min | first step s | trainable | '
+  print('(CPU s = process CPU seconds per step, all threads: steadier than wall time on a '
+        'loaded machine; a spinning OpenMP pool counts too)')
+  print(f'| framework | dtype | mode | s/step | min | CPU s/step | first step s | trainable | '
         f'opt-state MB | RSS growth MB |')
-  print('|---|---|---|---|---|---|---|---|---|')
+  print('|---|---|---|---|---|---|---|---|---|---|')
   for (fw, dtype, mode), c in cases.items():
     print(f'| {fw} | {dtype} | {mode} | {med[(fw, dtype, mode)]:.3f} | {min(c.times):.3f} | '
-          f'{c.compile_s:.2f} | {c.trainable / 1e6:.2f}M | {c.opt_bytes / 2**20:.1f} | '
-          f'{c.rss_growth_mb:.0f} |')
+          f'{statistics.median(c.cpu_times):.3f} | {c.compile_s:.2f} | '
+          f'{c.trainable / 1e6:.2f}M | {c.opt_bytes / 2**20:.1f} | {c.rss_growth_mb:.0f} |')
 
   if 'tl_jax' in frameworks:
+    cpu = {key: statistics.median(c.cpu_times) for key, c in cases.items()}
     print('\nspeed of tl_jax relative to each peer (peer s/step / tl_jax s/step; > 1 = faster):')
     for (fw, dtype, mode) in cases:
       if fw != 'tl_jax' and ('tl_jax', dtype, mode) in med:
-        print(f'  vs {fw:8s} {dtype:9s} {mode:6s} {med[(fw, dtype, mode)] / med[("tl_jax", dtype, mode)]:.2f}x')
-    for dtype in dtypes:
-      if ('torch', 'bfloat16', 'full') in med and dtype == 'bfloat16':
-        print(f'  tl_jax bf16 full vs torch bf16 full: '
-              f'{med[("torch", "bfloat16", "full")] / med[("tl_jax", "bfloat16", "full")]:.2f}x')
+        ours = ('tl_jax', dtype, mode)
+        print(f'  vs {fw:8s} {dtype:9s} {mode:6s} wall {med[(fw, dtype, mode)] / med[ours]:.2f}x'
+              f'   CPU {cpu[(fw, dtype, mode)] / cpu[ours]:.2f}x')
 
   print('\nfrozen (bottom 4 of 6) / full step time:')
   for fw in frameworks:
@@ -399,6 +403,12 @@ def main():
           line += (f'   ideal {ideal / med[(fw, dtype, "full")]:.3f} (forward {m["forward"]:.3f}'
                    f' + top step {m["top_step"]:.3f} - top forward {m["top_forward"]:.3f} s);'
                    f' frozen/ideal {ratio:.3f}')
+          mc = {n: statistics.median(ideal_times[(dtype, n, 'cpu')]) for n in ideal_calls[dtype]}
+          ideal_cpu = mc['forward'] + mc['top_step'] - mc['top_forward']
+          frozen_cpu = statistics.median(cases[(fw, dtype, 'frozen')].cpu_times)
+          full_cpu = statistics.median(cases[(fw, dtype, 'full')].cpu_times)
+          line += (f'\n  {"":8s} {"(CPU s)":9s} {frozen_cpu / full_cpu:.3f}   ideal '
+                   f'{ideal_cpu / full_cpu:.3f}; frozen/ideal {frozen_cpu / ideal_cpu:.3f}')
         print(line)
 
   for dtype in dtypes:

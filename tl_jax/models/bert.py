@@ -54,7 +54,8 @@ class _DenseNorm(nn.Module):
   def __call__(self, h: jax.Array, residual: jax.Array, train: bool) -> jax.Array:
     cfg = self.config
     h = nn.Dense(cfg.hidden_size, kernel_init=kernel_init(cfg), dtype=cfg.dtype,
-                 param_dtype=cfg.param_dtype, name='dense')(h)
+                 param_dtype=cfg.param_dtype, dot_general=layers.dense_dot_general(cfg.dtype),
+                 name='dense')(h)
     h = layers.dropout(cfg.dropout_rate, train)(h)
     return nn.LayerNorm(cfg.layer_norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
                         name='LayerNorm')(h + residual)
@@ -79,7 +80,8 @@ class _Intermediate(nn.Module):
   def __call__(self, h: jax.Array) -> jax.Array:
     cfg = self.config
     h = nn.Dense(cfg.intermediate_size, kernel_init=kernel_init(cfg), dtype=cfg.dtype,
-                 param_dtype=cfg.param_dtype, name='dense')(h)
+                 param_dtype=cfg.param_dtype, dot_general=layers.dense_dot_general(cfg.dtype),
+                 name='dense')(h)
     return layers.activation(cfg.hidden_act)(h)
 
 

@@ -146,7 +146,8 @@ class _Dense(nn.Module):
   def __call__(self, h: jax.Array) -> jax.Array:
     cfg = self.config
     h = nn.Dense(self.features, kernel_init=kernel_init(cfg), dtype=cfg.dtype,
-                 param_dtype=cfg.param_dtype, name='dense')(h)
+                 param_dtype=cfg.param_dtype, dot_general=layers.dense_dot_general(cfg.dtype),
+                 name='dense')(h)
     return layers.activation(cfg.hidden_act)(h) if self.act else h
 
 
