@@ -61,7 +61,7 @@ def get_config(arg: str = ''):
 
 
 def get_sweep(arg: str = ''):
-  model, opts = _parse(arg)
+  _, opts = _parse(arg)
   half = get_config(arg).train.num_steps // 2
   lams = [{'name': f'constant{v:g}', 'transfer.lam': {'kind': 'constant', 'value': v}}
           for v in CONSTANTS]
