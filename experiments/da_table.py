@@ -12,7 +12,16 @@ Run:   python experiments/da_table.py                       (all methods x seeds
        python experiments/da_table.py --prepare_only
        for s in 0 1 2; do python experiments/da_table.py --seeds=$s & done; wait
        python experiments/da_table.py --collect
-Measured: see the README / the report of the run (numbers are whatever they are).
+Measured (2 busy CPU cores, one process per seed as above, ~25 min wall; 400 steps, batch 64
+per domain; DANN/MMD/MDD at weight 0.1, see the configs):
+  | method                       | target test acc | source test acc |
+  | Source only                  | 0.199 ± 0.021   | 0.859 ± 0.041   |
+  | DANN                         | 0.244 ± 0.052   | 0.832 ± 0.048   |
+  | MMD (DAN, multi-kernel)      | 0.317 ± 0.038   | 0.833 ± 0.016   |
+  | Deep CORAL                   | 0.356 ± 0.034   | 0.847 ± 0.019   |
+  | CDAN+E                       | 0.280 ± 0.073   | 0.763 ± 0.116   |
+  | MDD                          | 0.227 ± 0.012   | 0.886 ± 0.030   |
+  | Importance weighting         | 0.194 ± 0.060   | 0.728 ± 0.034   |
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import re
 import sys
 import time
 
@@ -65,7 +75,9 @@ def prepare_data(data_dir: str) -> None:
 def markdown(results: dict, steps, seeds: list[int]) -> str:
   import numpy as np
   lines = [f'Digits -> digits/rotated (unlabelled target), small random-init ViT, {steps} steps, '
-           f'seeds {seeds}: test accuracy, mean ± std over seeds.', '',
+           f'seeds {seeds}: test accuracy, mean ± std over seeds. DANN, MMD and MDD use weight '
+           '0.1 (configs/*_digits.py): at weight 1 they kept the classifier at chance from the '
+           'random init (source test accuracy 0.10-0.49).', '',
            '| method | target test acc | source test acc |', '|---|---|---|']
   for method, runs in results.items():
     t = np.array([r['target/test/accuracy'] for r in runs])
@@ -90,7 +102,7 @@ def plot(results: dict, path: pathlib.Path) -> None:
   ax.set_xticks(x, [LABELS[m].split(' (')[0] for m in names], rotation=20)
   ax.set_ylabel('test accuracy')
   ax.set_ylim(0, 1)
-  ax.legend(loc='lower right')
+  ax.legend(loc='upper left', bbox_to_anchor=(1.0, 1.0))
   ax.set_title('digits -> digits/rotated, random-init ViT, mean ± std over seeds')
   fig.tight_layout()
   fig.savefig(path, dpi=120)
@@ -144,22 +156,27 @@ def main(argv=None) -> None:
       results.setdefault(method, []).append(final)
       print(f'{method} seed {seed}: target {final["target/test/accuracy"]:.3f} source '
             f'{final["source/test/accuracy"]:.3f} ({time.monotonic() - start:.0f} s)', flush=True)
-  (out / f'results_s{"_".join(map(str, seeds))}.json').write_text(json.dumps(
-      {'steps': steps, 'results': results}, indent=2))
+  name = f'results_s{"-".join(map(str, seeds))}'
+  if methods != list(METHODS):  # a partial rerun: merged after (and over) the full ones
+    name += '__' + '-'.join(methods)
+  (out / f'{name}.json').write_text(json.dumps({'steps': steps, 'results': results}, indent=2))
   collect(out)
 
 
 def collect(out: pathlib.Path) -> None:
   """Merges every OUT/results_*.json (one per process) into table.md, results.json, the plot."""
-  merged: dict[str, list] = {}
+  by_run: dict[tuple[str, int], dict] = {}  # (method, seed) -> final metrics; later files win
   steps, seeds = set(), set()
   for path in sorted(out.glob('results_s*.json')):
     part = json.loads(path.read_text())
     steps.add(part['steps'])
-    seeds.update(int(s) for s in path.stem[len('results_s'):].split('_'))
+    part_seeds = [int(s) for s in re.split('[-_]', path.stem[len('results_s'):].split('__')[0])]
+    seeds.update(part_seeds)
     for method, runs in part['results'].items():
-      merged.setdefault(method, []).extend(runs)
-  merged = {m: merged[m] for m in METHODS if m in merged}
+      for seed, run in zip(part_seeds, runs):
+        by_run[(method, seed)] = run
+  merged = {m: [by_run[(m, s)] for s in sorted(seeds) if (m, s) in by_run] for m in METHODS
+            if any(k[0] == m for k in by_run)}
   table = markdown(merged, '/'.join(map(str, sorted(steps))), sorted(seeds))
   (out / 'table.md').write_text(table)
   (out / 'results.json').write_text(json.dumps(merged, indent=2))
