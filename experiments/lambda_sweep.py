@@ -9,6 +9,9 @@ are sweep runs (tl_jax/sweep.py): an interrupted sweep resumes, finished runs ar
 Run:    python experiments/lambda_sweep.py                       (~10 min on 2 quiet cores)
         python experiments/lambda_sweep.py --quick               (smoke run)
         python experiments/lambda_sweep.py --config=my_sweep.py:arg   (any sweep file)
+Measured (2026-11, 2 seeds, target / source test accuracy %): λ=0 38.7±0.8 / 13.7,
+  0.1 40.6±2.4 / 29.3, 0.3 43.1±0.8 / 38.5, 1 42.2±2.1 / 45.9, 3 35.0±2.4 / 44.6;
+  linear ramp to 1 45.9±4.2 / 48.0, DANN schedule 40.2±5.5 / 45.4, step 1->0.1 40.0±1.6 / 34.8.
 Output: OUTDIR/table.md, runs.{csv,json}, target_accuracy_vs_lambda.png; OUTDIR/runs/<run>/.
 """
 
