@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(PY) experiments/compare_runs.py $(WORKDIR) $(WORKDIR)-random
 
 test: $(STAMP)
-	USE_TORCH=1 $(PY) -m pytest -q
+	USE_TORCH=1 $(PY) -m pytest -q -n 2
 
 clean:
 	rm -rf $(VENV) runs
