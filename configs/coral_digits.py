@@ -8,36 +8,8 @@ Expected: see the DA table (experiments/da_table.py docstring) for the measured 
 """
 
 from tl_jax.config import base_config
+from tl_jax.recipes import digits_uda
 from tl_jax.transfer import coral
-
-
-VIT_DIR = 'runs/da_table/vit_random'  # written by experiments/da_table.py (HF layout)
-
-
-def digits_uda(config):
-  """The shared recipe of the DA table: digits (labelled source) -> digits/rotated (unlabelled
-  target), a small ViT from random init (16x16 input, patch 4, width 64, 2 layers)."""
-  config.model.name = VIT_DIR
-  config.model.init = 'random'
-  config.model.pooling = 'mean'
-  config.model.dropout_rate = 0.0
-  config.model.attention_dropout_rate = 0.0
-  config.data.source.name = 'digits'
-  config.data.source.eval_splits = ('test',)
-  config.data.target.name = 'digits/rotated'
-  config.data.target.labeled = False  # unsupervised DA: target labels never reach the loss
-  config.data.target.eval_splits = ('test',)
-  config.data.batch_size = 64
-  config.data.eval_batch_size = 256
-  config.train.num_steps = 400
-  config.train.log_every = 50
-  config.train.eval_every = 400
-  config.train.checkpoint_every = 0
-  config.train.best_metric = ''  # no target validation labels in UDA
-  config.optimizer.learning_rate = 1e-3
-  config.optimizer.warmup_steps = 20
-  config.optimizer.weight_decay = 1e-4
-  return config
 
 
 def get_config(arg=None):

@@ -8,20 +8,7 @@ Measured by python experiments/finetune_table.py (3 seeds, 30 steps, test split)
 """
 
 from tl_jax.config import base_config
-
-
-def few_shot_bbc(config):
-  """The shared recipe of the fine-tuning table: MiniLM, BBC News with 8 labelled per class."""
-  config.model.name = 'minilm'
-  config.data.target.name = 'bbc_news'
-  config.data.target.few_shot = 8
-  config.data.max_length = 64
-  config.data.batch_size = 16
-  config.train.num_steps = 30
-  config.train.eval_every = 30
-  config.train.checkpoint_every = 0
-  config.optimizer.learning_rate = 1e-4
-  return config
+from tl_jax.recipes import few_shot_bbc
 
 
 def get_config(arg=None):

@@ -1,0 +1,47 @@
+"""Shared recipes of the method configs: the setting a table compares methods in.
+
+A config calls one and then adds its method, so every row of a table differs only by the method.
+"""
+
+
+def few_shot_bbc(config):
+  """The shared recipe of the fine-tuning table: MiniLM, BBC News with 8 labelled per class."""
+  config.model.name = 'minilm'
+  config.data.target.name = 'bbc_news'
+  config.data.target.few_shot = 8
+  config.data.max_length = 64
+  config.data.batch_size = 16
+  config.train.num_steps = 30
+  config.train.eval_every = 30
+  config.train.checkpoint_every = 0
+  config.optimizer.learning_rate = 1e-4
+  return config
+
+
+VIT_DIR = 'runs/da_table/vit_random'  # written by experiments/da_table.py (HF layout)
+
+
+def digits_uda(config):
+  """The shared recipe of the DA table: digits (labelled source) -> digits/rotated (unlabelled
+  target), a small ViT from random init (16x16 input, patch 4, width 64, 2 layers)."""
+  config.model.name = VIT_DIR
+  config.model.init = 'random'
+  config.model.pooling = 'mean'
+  config.model.dropout_rate = 0.0
+  config.model.attention_dropout_rate = 0.0
+  config.data.source.name = 'digits'
+  config.data.source.eval_splits = ('test',)
+  config.data.target.name = 'digits/rotated'
+  config.data.target.labeled = False  # unsupervised DA: target labels never reach the loss
+  config.data.target.eval_splits = ('test',)
+  config.data.batch_size = 64
+  config.data.eval_batch_size = 256
+  config.train.num_steps = 400
+  config.train.log_every = 50
+  config.train.eval_every = 400
+  config.train.checkpoint_every = 0
+  config.train.best_metric = ''  # no target validation labels in UDA
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.warmup_steps = 20
+  config.optimizer.weight_decay = 1e-4
+  return config
