@@ -203,3 +203,13 @@ def test_l2sp_value_and_gradient_match_the_closed_form():
   # Only trainable leaves count: a frozen leaf (absent from `trainable`) adds nothing.
   assert float(value({'encoder/w': w})) == pytest.approx(alpha / 2 * np.sum((w - w0) ** 2),
                                                          rel=1e-5)
+
+
+def test_l2sp_leaves_method_owned_weights_alone():
+  w, w0 = np.ones((2, 2), np.float32), np.zeros((2, 2), np.float32)
+  config = make_config(source=False)
+  config.transfer.l2sp_alpha, config.transfer.l2sp_beta = 1.0, 1.0
+  discriminator = {'objectives/dann/dense/kernel': np.full((2, 1), 3.0, np.float32)}
+  ctx = make_ctx(config, {}, {}, trainable={'encoder/w': w, **discriminator},
+                 pretrained={'encoder/w': w0})
+  assert float(l2sp.l2sp(ctx)[0]) == pytest.approx(0.5 * 4.0)  # the discriminator adds nothing

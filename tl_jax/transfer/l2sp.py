@@ -3,7 +3,8 @@
   Ω(w) = α/2 · ||w_S − w0_S||² + β/2 · ||w_new||²
 
 w_S are the weights that exist in the pretrained model (same name and shape), pulled toward the
-pretrained values w0 instead of toward 0; w_new are the rest (new heads), with plain weight decay.
+pretrained values w0 instead of toward 0; w_new are the rest of the model (new heads), with plain
+weight decay. Weights other methods own (`objectives/...`) are left to those methods.
 Only trainable leaves count: frozen ones equal w0 (or get no gradient), so they only add a
 constant. Config: transfer.l2sp_alpha, transfer.l2sp_beta (the paper's α, β).
 """
@@ -22,6 +23,8 @@ def l2sp_terms(trainable: dict[str, jax.Array],
   shared = jnp.zeros((), jnp.float32)
   new = jnp.zeros((), jnp.float32)
   for name, w in trainable.items():
+    if name.startswith(objectives.PARAMS_KEY + '/'):
+      continue  # other methods' own weights (discriminators) are not part of the model
     w = w.astype(jnp.float32)
     w0 = pretrained.get(name)
     if w0 is not None and w0.shape == w.shape:
