@@ -138,7 +138,8 @@ def _report(writer: metrics_lib.MetricsWriter, config, final: dict[str, float], 
   lines = [f'Done: {step} steps in {seconds:.0f} s ({config.model.name}, init='
            f'{config.model.init}, target {config.data.target.name}).']
   lines += [f'  {k}: {v:.4f}' for k, v in sorted(target.items())]
-  lines.append(f'  metrics: {workdir.metrics_file}   export: {workdir.export}')
+  exported = f'   export: {workdir.export}' if config.train.export_hf else ''
+  lines.append(f'  metrics: {workdir.metrics_file}{exported}')
   if config.model.init == 'pretrained':
     lines.append('  Baseline from a random init, same schedule: '
                  '--config.model.init=random (make demo runs both and compares).')
