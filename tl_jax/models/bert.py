@@ -151,7 +151,7 @@ class _Pooler(nn.Module):
                              param_dtype=cfg.param_dtype, name='dense')(first_token))
 
 
-class BertModel(nn.Module):
+class BertModel(options.Backbone, nn.Module):
   """BERT backbone + optional heads.
 
   `module.apply({'params': p}, input_ids=..., attention_mask=..., token_type_ids=..., train=False)`
@@ -165,14 +165,6 @@ class BertModel(nn.Module):
   config: BertConfig
   kind: ClassVar[str] = 'text'
   model_type: ClassVar[str] = 'bert'
-
-  @property
-  def num_layers(self) -> int:
-    return self.config.num_layers
-
-  def architecture(self) -> dict[str, Any]:
-    """JSON-able description: equal descriptions mean interchangeable params."""
-    return {'model_type': self.model_type, **options.to_json(self.config)}
 
   def dummy_inputs(self) -> dict[str, jax.Array]:
     return {'input_ids': jnp.zeros((1, 8), jnp.int32)}

@@ -39,3 +39,16 @@ def to_json(cfg) -> dict[str, Any]:
   d = dataclasses.asdict(cfg)
   d['heads'] = [list(h) for h in cfg.heads]
   return d
+
+
+class Backbone:
+  """What the trainer reads off any of our backbones (BertModel, ViTModel): the encoder depth
+  and a JSON-able description of the architecture."""
+
+  @property
+  def num_layers(self) -> int:
+    return self.config.num_layers
+
+  def architecture(self) -> dict[str, Any]:
+    """JSON-able description: equal descriptions mean interchangeable params."""
+    return {'model_type': self.model_type, **to_json(self.config)}

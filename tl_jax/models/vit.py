@@ -202,7 +202,7 @@ class _Encoder(nn.Module):
     return _LayerStack(self.config, name='layer')(x, train)
 
 
-class ViTModel(nn.Module):
+class ViTModel(options.Backbone, nn.Module):
   """ViT backbone + optional heads.
 
   `module.apply({'params': p}, images, train=False)` with NHWC float images -> ModelOutput.
@@ -211,14 +211,6 @@ class ViTModel(nn.Module):
   config: ViTConfig
   kind: ClassVar[str] = 'image'
   model_type: ClassVar[str] = 'vit'
-
-  @property
-  def num_layers(self) -> int:
-    return self.config.num_layers
-
-  def architecture(self) -> dict[str, Any]:
-    """JSON-able description: equal descriptions mean interchangeable params."""
-    return {'model_type': self.model_type, **options.to_json(self.config)}
 
   def dummy_inputs(self) -> dict[str, jax.Array]:
     size = self.config.image_size
