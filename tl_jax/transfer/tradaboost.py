@@ -19,8 +19,28 @@ import math
 
 import jax
 import jax.numpy as jnp
+import ml_collections as mlc
 import numpy as np
 import optax
+
+
+def default_config() -> mlc.ConfigDict:
+  """config.transfer.tradaboost: the boosting and its base learner, and the experiment
+  (experiments/tradaboost.py) around it."""
+  return mlc.ConfigDict(dict(
+      rounds=20,  # boosting rounds; the second half votes
+      l2=1e-3,  # base learner (weighted softmax regression): L2 on the weights
+      steps=300,  # base learner: full-batch Adam steps per fit
+      learning_rate=0.1,
+      shots=5,  # labelled target examples per class (drawn from the target train split)
+      seeds=(0, 1, 2),  # one k-shot draw per seed
+      standardize=True,  # features standardised with the source-train mean/std
+      layer=-100,  # -100 = the backbone's pooled output; k = hidden state k (0 = embeddings)
+      cache_dir='runs/feature_cache',  # '' = memory only
+      source_split='train',
+      target_train_split='train',  # the k-shot examples come from here
+      test_split='test',  # target test split: the reported accuracy
+  ))
 
 
 @functools.partial(jax.jit, static_argnames=('num_classes', 'steps'))
@@ -63,7 +83,7 @@ class TrAdaBoost:
 
 def tradaboost(x_s: np.ndarray, y_s: np.ndarray, x_t: np.ndarray, y_t: np.ndarray, *,
                num_classes: int, rounds: int = 20, l2: float = 1e-3,
-               steps: int = 300) -> TrAdaBoost:
+               steps: int = 300, lr: float = 0.1) -> TrAdaBoost:
   """Boosts on labelled source (x_s, y_s) and the few labelled target examples (x_t, y_t)."""
   n_s, n_t = len(x_s), len(x_t)
   if n_t == 0:
@@ -76,7 +96,7 @@ def tradaboost(x_s: np.ndarray, y_s: np.ndarray, x_t: np.ndarray, y_t: np.ndarra
   for t in range(rounds):
     p = weights / weights.sum()
     params = fit_weighted_softmax(x, y, jnp.asarray(p, jnp.float32), num_classes=num_classes,
-                                  l2=l2, steps=steps)
+                                  l2=l2, steps=steps, lr=lr)
     wrong = np.asarray(jnp.argmax(x @ params[0] + params[1], -1) != y, np.float64)
     eps = float(np.sum(p[n_s:] * wrong[n_s:]) / np.sum(p[n_s:]))
     eps = min(max(eps, 1e-10), 0.499)  # the paper requires ε_t < 1/2

@@ -1,0 +1,203 @@
+"""TrAdaBoost with a few labelled target examples (tl_jax/transfer/tradaboost.py), on cached
+frozen-backbone features: labelled source + k labelled target examples per class -> target test.
+
+  python experiments/tradaboost.py --config=configs/tradaboost_digits.py [--out=runs/tradaboost]
+         [--config.transfer.tradaboost.shots=10] [--config.transfer.tradaboost.rounds=40] ...
+
+Per seed (one k-shot draw of the target train split each), four classifiers, all the same
+weighted softmax regression on the same features (tradaboost.fit_weighted_softmax):
+  target only   the k·C labelled target examples
+  source only   the labelled source train split
+  pooled        source + target examples, uniform weights
+  TrAdaBoost    boosting over source + target (config.transfer.tradaboost.rounds)
+and their accuracy on the target test split. Writes OUT/table.md, OUT/results.json and
+OUT/tradaboost.png, and prints the table.
+
+The backbone is config.model (features cached by tl_jax/transfer/features.py). The digits config
+uses the ViT pre-trained on digits/original by experiments/freezing_benchmark.py; when its
+export is missing, this script pre-trains it first with that script's own code (~3 min).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault('USE_TORCH', '0')
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+# Written by experiments/freezing_benchmark.py (pretrain_vit), the default --outdir.
+PRETRAINED_VIT = 'runs/freezing_benchmark/pretrain/vit_digits/export'
+METHODS = ('target_only', 'source_only', 'pooled', 'tradaboost')
+LABELS = {'target_only': 'Target only (k-shot probe)', 'source_only': 'Source only probe',
+          'pooled': 'Source + target pooled probe', 'tradaboost': 'TrAdaBoost'}
+
+if __name__ == '__main__':
+  _CONFIG = config_flags.DEFINE_config_file('config', str(REPO / 'configs/tradaboost_digits.py'))
+  _OUT = flags.DEFINE_string('out', 'runs/tradaboost', 'output folder')
+
+
+def ensure_backbone(config) -> None:
+  """Pre-trains the digits ViT (experiments/freezing_benchmark.py) when the config names its
+  export and it is not there yet. Other names are left to load_pretrained and its errors."""
+  name = pathlib.Path(str(config.model.name))
+  if (name / 'config.json').exists() or name.resolve() != (REPO / PRETRAINED_VIT).resolve():
+    return
+  sys.path.insert(0, str(REPO / 'experiments'))
+  import freezing_benchmark  # pylint: disable=g-import-not-at-top
+  outdir = name.resolve().parent.parent.parent  # OUTDIR/pretrain/vit_digits/export
+  print(f'{name} is missing: pre-training it with experiments/freezing_benchmark.py', flush=True)
+  exported = freezing_benchmark.pretrain_vit(outdir, quick=False)
+  assert exported.resolve() == name.resolve(), (exported, name)
+
+
+def domain_config(config, dataset: str):
+  """The config with `dataset` as the (only) target domain: features.split_features reads it."""
+  cfg = config.copy_and_resolve_references()
+  with cfg.unlocked():
+    cfg.data.target.name = dataset
+    cfg.data.target.few_shot = 0
+    cfg.data.source.name = ''
+  return cfg
+
+
+def load_features(config) -> dict:
+  """Features of the source train split, the target train split and the target test split."""
+  from tl_jax import experiment  # pylint: disable=g-import-not-at-top
+  from tl_jax.transfer import features, linear_probe  # pylint: disable=g-import-not-at-top
+  cfg = config.transfer.tradaboost
+  ensure_backbone(config)
+  source_cfg = domain_config(config, config.data.source.name)
+  target_cfg = domain_config(config, config.data.target.name)
+  pieces = experiment.build(target_cfg)
+  kw = dict(cache_dir=cfg.cache_dir or None, layer=linear_probe.layer_from_config(cfg),
+            module=pieces.module, params=pieces.params)
+  return dict(source=features.split_features(source_cfg, cfg.source_split, **kw),
+              target_train=features.split_features(target_cfg, cfg.target_train_split, **kw),
+              test=features.split_features(target_cfg, cfg.test_split, **kw),
+              class_names=pieces.target_info.class_names)
+
+
+def _accuracy(params, x, y) -> float:
+  return float(np.mean(np.argmax(x @ np.asarray(params[0]) + np.asarray(params[1]), -1) == y))
+
+
+def run_seed(feats: dict, cfg, seed: int) -> dict:
+  """Target test accuracy of the four classifiers for one k-shot draw."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from tl_jax.data import fewshot  # pylint: disable=g-import-not-at-top
+  from tl_jax.transfer import tradaboost  # pylint: disable=g-import-not-at-top
+  num_classes = len(feats['class_names'])
+  source, target, test = feats['source'], feats['target_train'], feats['test']
+  shots = fewshot.few_shot_indices(target.y, cfg.shots, seed, feats['class_names'],
+                                   where='target train split')
+  mean, std = 0.0, 1.0
+  if cfg.standardize:
+    mean, std = source.x.mean(0), source.x.std(0) + 1e-6
+  x_s, y_s = (source.x - mean) / std, source.y
+  x_t, y_t = (target.x[shots] - mean) / std, target.y[shots]
+  x_test, y_test = (test.x - mean) / std, test.y
+
+  def probe(x, y):
+    return tradaboost.fit_weighted_softmax(
+        jnp.asarray(x), jnp.asarray(y), jnp.ones(len(y)), num_classes=num_classes, l2=cfg.l2,
+        steps=cfg.steps, lr=cfg.learning_rate)
+
+  out = {'seed': seed, 'labelled_target': len(shots), 'source_examples': len(x_s)}
+  out['target_only'] = _accuracy(probe(x_t, y_t), x_test, y_test)
+  out['source_only'] = _accuracy(probe(x_s, y_s), x_test, y_test)
+  out['pooled'] = _accuracy(probe(np.concatenate([x_s, x_t]), np.concatenate([y_s, y_t])),
+                            x_test, y_test)
+  start = time.perf_counter()
+  boosted = tradaboost.tradaboost(x_s, y_s, x_t, y_t, num_classes=num_classes, rounds=cfg.rounds,
+                                  l2=cfg.l2, steps=cfg.steps, lr=cfg.learning_rate)
+  out['tradaboost'] = float(np.mean(boosted.predict(x_test) == y_test))
+  out['tradaboost_seconds'] = time.perf_counter() - start
+  # Where the boosting put its trust: the source's share of the final weight mass.
+  out['tradaboost_source_weight_share'] = float(
+      boosted.source_weights.sum() / (boosted.source_weights.sum() +
+                                      boosted.target_weights.sum()))
+  out['tradaboost_target_errors'] = [round(float(e), 4) for e in boosted.target_errors]
+  return out
+
+
+def run(config) -> dict:
+  """{'setting': {...}, 'seeds': [run_seed rows]} for every seed of the config."""
+  cfg = config.transfer.tradaboost
+  feats = load_features(config)
+  setting = dict(backbone=str(config.model.name), source=config.data.source.name,
+                 target=config.data.target.name, shots=int(cfg.shots), rounds=int(cfg.rounds),
+                 source_examples=len(feats['source']), test_examples=len(feats['test']),
+                 feature_dim=int(feats['source'].x.shape[1]))
+  rows = []
+  for seed in cfg.seeds:
+    rows.append(run_seed(feats, cfg, int(seed)))
+    print(' '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
+                   for k, v in rows[-1].items() if not isinstance(v, list)), flush=True)
+  return {'setting': setting, 'seeds': rows}
+
+
+def markdown(results: dict) -> str:
+  s, rows = results['setting'], results['seeds']
+  lines = [f'{s["source"]} (labelled, {s["source_examples"]}) -> {s["target"]} with {s["shots"]} '
+           f'labelled examples per class; frozen features ({s["feature_dim"]}-d) of '
+           f'{s["backbone"]}; target test accuracy ({s["test_examples"]} examples), mean ± std '
+           f'over {len(rows)} k-shot draws (seeds {[r["seed"] for r in rows]}); TrAdaBoost '
+           f'{s["rounds"]} rounds.', '',
+           '| method | target test acc | per seed |', '|---|---|---|']
+  for method in METHODS:
+    acc = np.array([r[method] for r in rows])
+    lines.append(f'| {LABELS[method]} | {acc.mean():.3f} ± {acc.std():.3f} | '
+                 f'{", ".join(f"{a:.3f}" for a in acc)} |')
+  return '\n'.join(lines) + '\n'
+
+
+def plot(results: dict, path: pathlib.Path) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  rows, s = results['seeds'], results['setting']
+  acc = [np.array([r[m] for r in rows]) for m in METHODS]
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  ax.bar(range(len(METHODS)), [a.mean() for a in acc], yerr=[a.std() for a in acc], capsize=4)
+  for i, a in enumerate(acc):
+    ax.plot([i] * len(a), a, 'k.', alpha=0.6)
+  ax.set_xticks(range(len(METHODS)), [LABELS[m].split(' (')[0] for m in METHODS], rotation=15)
+  ax.set_ylabel('target test accuracy')
+  ax.set_ylim(0, 1)
+  ax.set_title(f'{s["source"]} -> {s["target"]}, {s["shots"]}-shot, mean ± std over seeds',
+               fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def write_outputs(results: dict, out: pathlib.Path) -> str:
+  out.mkdir(parents=True, exist_ok=True)
+  table = markdown(results)
+  (out / 'table.md').write_text(table)
+  (out / 'results.json').write_text(json.dumps(results, indent=1))
+  plot(results, out / 'tradaboost.png')
+  return table
+
+
+def main(argv):
+  del argv
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.WARNING)
+  start = time.monotonic()
+  results = run(_CONFIG.value)
+  table = write_outputs(results, pathlib.Path(_OUT.value))
+  print(table)
+  print(f'({time.monotonic() - start:.0f} s; outputs in {_OUT.value})')
+
+
+if __name__ == '__main__':
+  app.run(main)
