@@ -36,10 +36,15 @@ import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-METHODS = ('source_only', 'dann', 'mmd', 'coral', 'cdan', 'mdd', 'importance')
+METHODS = ('source_only', 'dann', 'mmd', 'coral', 'cdan', 'mdd', 'importance', 'importance_kmm',
+           'importance_kliep')
+# A method whose config is another method's file with an arg: configs/<file>_digits.py:<arg>.
+CONFIG_ARGS = {'importance_kmm': ('importance', 'kmm'), 'importance_kliep': ('importance', 'kliep')}
 LABELS = {'source_only': 'Source only', 'dann': 'DANN', 'mmd': 'MMD (DAN, multi-kernel)',
           'coral': 'Deep CORAL', 'cdan': 'CDAN+E', 'mdd': 'MDD',
-          'importance': 'Importance weighting (domain classifier)'}
+          'importance': 'Importance weighting (domain classifier)',
+          'importance_kmm': 'Importance weighting (KMM)',
+          'importance_kliep': 'Importance weighting (KLIEP)'}
 VIT = dict(model_type='vit', architectures=['ViTModel'], image_size=16, patch_size=4,
            num_channels=1, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
            intermediate_size=128, hidden_act='gelu', layer_norm_eps=1e-12,
@@ -48,11 +53,12 @@ VIT = dict(model_type='vit', architectures=['ViTModel'], image_size=16, patch_si
 
 
 def load_config(method: str):
-  path = REPO / 'configs' / f'{method}_digits.py'
-  spec = importlib.util.spec_from_file_location(f'{method}_digits', path)
+  name, arg = CONFIG_ARGS.get(method, (method, None))
+  path = REPO / 'configs' / f'{name}_digits.py'
+  spec = importlib.util.spec_from_file_location(f'{name}_digits', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(arg) if arg else module.get_config()
 
 
 def write_vit(directory: pathlib.Path) -> None:

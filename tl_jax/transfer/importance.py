@@ -9,9 +9,13 @@ Three estimators of the density ratio on features:
     Σ_j log w(t_j) s.t. mean_i w(s_i) = 1, α ≥ 0 (projected gradient ascent).
 
 The objective 'importance_weighting' is the supervised term with the source cross-entropy
-weighted by the classifier's w (self-normalised over the source rows, clipped, no gradient):
-  L = L_T + λ · Σ_i w_i CE_i / Σ_i w_i + weight · BCE(domain classifier on stop_grad(features))
-It replaces 'cross_entropy' in transfer.objectives. Config: transfer.importance.
+weighted by w (self-normalised over the source rows, clipped, no gradient):
+  L = L_T + λ · Σ_i w_i CE_i / Σ_i w_i  [+ weight · BCE(domain classifier on stop_grad(features))]
+transfer.importance.estimator picks w: 'classifier' (the domain classifier above, trained by the
+BCE term, the only case with params), 'kmm' or 'kliep' (re-estimated every step on the stopped
+pooled features of the GLOBAL batch: gathered over the data axis, padding rows masked, so the
+weights do not depend on the device count). It replaces 'cross_entropy' in transfer.objectives.
+Config: transfer.importance.
 """
 
 from __future__ import annotations
@@ -32,7 +36,29 @@ def default_config() -> mlc.ConfigDict:
       weight=1.0,  # scale of the domain classifier's BCE (it only trains the classifier)
       hidden=(),  # domain classifier hidden widths; () = logistic regression on the features
       max_weight=10.0,  # clip of the self-normalised weights (variance control)
+      estimator='classifier',  # one of ESTIMATORS: where the source weights come from
+      sigma=0.0,  # KMM/KLIEP Gaussian kernel bandwidth; 0 = median heuristic on each batch
+      kmm_steps=300,  # projected-gradient iterations per train step (global batch: 2 x 64 rows)
+      kmm_bound=1000.0,  # KMM's upper bound B on each weight
+      kliep_steps=300,  # projected-gradient-ascent iterations per train step
+      kliep_lr=1e-3,  # KLIEP's step size
+      kliep_centres=64,  # kernel centres: the first min(this, global target batch) target rows
   ))
+
+
+ESTIMATORS = ('classifier', 'kmm', 'kliep')
+
+
+class ImportanceConfigError(objectives.ObjectiveError):
+  """A transfer.importance setting that cannot be used."""
+
+
+def check_estimator(name: str) -> str:
+  """`name` when it is one of ESTIMATORS; one clear error otherwise."""
+  if name not in ESTIMATORS:
+    raise ImportanceConfigError(f'transfer.importance.estimator {name!r} is unknown; valid: '
+                                f'{", ".join(ESTIMATORS)} (configs/importance_digits.py:kmm)')
+  return name
 
 
 # -------------------------------------------------------------------------------------------
@@ -50,48 +76,60 @@ def gaussian_gram(x: jax.Array, y: jax.Array, sigma: float | jax.Array) -> jax.A
                  / (2.0 * sigma ** 2))
 
 
-def median_sigma(x: jax.Array, y: jax.Array) -> jax.Array:
-  """The median heuristic bandwidth over all pairs of the pooled rows."""
+def _rows(n: int, w: jax.Array | None) -> jax.Array:
+  return jnp.ones(n, jnp.float32) if w is None else w.astype(jnp.float32)
+
+
+def median_sigma(x: jax.Array, y: jax.Array, w_x: jax.Array | None = None,
+                 w_y: jax.Array | None = None) -> jax.Array:
+  """The median heuristic bandwidth over all pairs of the pooled real rows (w = 0: padding)."""
   z = jnp.concatenate([x, y]).astype(jnp.float32)
-  return jnp.sqrt(0.5 * jnp.median(mmd_lib.sq_distances(z, z)) + 1e-12)
+  real = jnp.concatenate([_rows(x.shape[0], w_x), _rows(y.shape[0], w_y)]) > 0
+  d = jnp.where(real[:, None] & real[None, :], mmd_lib.sq_distances(z, z), jnp.nan)
+  return jnp.sqrt(0.5 * jnp.nanmedian(d) + 1e-12)
 
 
-def kmm_weights(x_s: jax.Array, x_t: jax.Array, *, sigma: float | None = None,
-                bound: float = 1000.0, eps: float | None = None,
-                steps: int = 2000) -> jax.Array:
-  """Kernel mean matching weights β of the source rows (mean ≈ 1)."""
-  n_s, n_t = x_s.shape[0], x_t.shape[0]
-  sigma = median_sigma(x_s, x_t) if sigma is None else sigma
+def kmm_weights(x_s: jax.Array, x_t: jax.Array, *, sigma: float | jax.Array | None = None,
+                bound: float = 1000.0, eps: float | None = None, steps: int = 2000,
+                w_s: jax.Array | None = None, w_t: jax.Array | None = None) -> jax.Array:
+  """Kernel mean matching weights β of the source rows (mean ≈ 1). w_s / w_t: 1 for a real
+  row, 0 for padding (padding rows take no part and get β = 0); shapes stay static."""
+  m_s, m_t = _rows(x_s.shape[0], w_s), _rows(x_t.shape[0], w_t)
+  n_s, n_t = jnp.sum(m_s), jnp.sum(m_t)
+  sigma = median_sigma(x_s, x_t, m_s, m_t) if sigma is None else sigma
   eps = (jnp.sqrt(n_s) - 1) / jnp.sqrt(n_s) if eps is None else eps
-  k = gaussian_gram(x_s, x_s, sigma) + 1e-6 * jnp.eye(n_s)
-  kappa = (n_s / n_t) * jnp.sum(gaussian_gram(x_s, x_t, sigma), axis=1)
+  k = gaussian_gram(x_s, x_s, sigma) * m_s[:, None] * m_s[None, :] + 1e-6 * jnp.eye(x_s.shape[0])
+  kappa = (n_s / n_t) * (gaussian_gram(x_s, x_t, sigma) @ m_t) * m_s
   lr = 1.0 / jnp.linalg.eigvalsh(k)[-1]
   lo, hi = n_s * (1 - eps), n_s * (1 + eps)
 
   def project(beta):
-    beta = jnp.clip(beta, 0.0, bound)
+    beta = jnp.clip(beta, 0.0, bound) * m_s
     total = jnp.sum(beta)
     return jnp.clip(beta * jnp.clip(total, lo, hi) / jnp.maximum(total, 1e-12), 0.0, bound)
 
   def body(_, beta):
     return project(beta - lr * (k @ beta - kappa))
-  return jax.lax.fori_loop(0, steps, body, jnp.ones(n_s, jnp.float32))
+  return jax.lax.fori_loop(0, steps, body, m_s)
 
 
-def kliep_fit(x_s: jax.Array, x_t: jax.Array, *, sigma: float | None = None,
-              num_centres: int = 100, steps: int = 2000, lr: float = 1e-3):
-  """KLIEP: returns w(x) as a function, with centres = the first `num_centres` target rows."""
-  sigma = median_sigma(x_s, x_t) if sigma is None else sigma
-  centres = x_t[:num_centres]
+def kliep_fit(x_s: jax.Array, x_t: jax.Array, *, sigma: float | jax.Array | None = None,
+              num_centres: int = 100, steps: int = 2000, lr: float = 1e-3,
+              w_s: jax.Array | None = None, w_t: jax.Array | None = None):
+  """KLIEP: returns w(x) as a function, with centres = the first `num_centres` target rows.
+  w_s / w_t: 1 for a real row, 0 for padding (padding rows and centres take no part)."""
+  m_s, m_t = _rows(x_s.shape[0], w_s), _rows(x_t.shape[0], w_t)
+  sigma = median_sigma(x_s, x_t, m_s, m_t) if sigma is None else sigma
+  centres, m_c = x_t[:num_centres], m_t[:num_centres]
   a = gaussian_gram(x_t, centres, sigma)  # (n_t, b)
-  b = jnp.mean(gaussian_gram(x_s, centres, sigma), axis=0)  # (b,) mean over the source
+  b = (m_s @ gaussian_gram(x_s, centres, sigma)) / jnp.sum(m_s)  # (b,) mean over the source
 
   def normalise(alpha):
-    alpha = jnp.maximum(alpha, 0.0)
+    alpha = jnp.maximum(alpha, 0.0) * m_c
     return alpha / jnp.maximum(b @ alpha, 1e-12)
 
   def body(_, alpha):
-    grad = a.T @ (1.0 / jnp.maximum(a @ alpha, 1e-12))
+    grad = a.T @ (m_t / jnp.maximum(a @ alpha, 1e-12))
     alpha = alpha + lr * grad
     alpha = alpha + b * (1.0 - b @ alpha) / (b @ b)
     return normalise(alpha)
@@ -100,16 +138,48 @@ def kliep_fit(x_s: jax.Array, x_t: jax.Array, *, sigma: float | None = None,
 
 
 def kliep_weights(x_s: jax.Array, x_t: jax.Array, **kw) -> jax.Array:
-  return kliep_fit(x_s, x_t, **kw)(x_s)
+  """KLIEP's w at the source rows (0 on padding rows when w_s is given)."""
+  return kliep_fit(x_s, x_t, **kw)(x_s) * _rows(x_s.shape[0], kw.get('w_s'))
 
 
 # -------------------------------------------------------------------------------------------
-# In training: a domain classifier on the (stopped) features weights the source loss.
+# In training: source weights from a domain classifier (trained by its BCE) or from KMM/KLIEP
+# on the global batch's stopped features.
 # -------------------------------------------------------------------------------------------
 
 def _init(rng: jax.Array, dims: objectives.FeatureDims, config: Any) -> dict[str, Any]:
   cfg = dann_lib.method_config(config, 'importance', default_config())
+  if check_estimator(cfg.get('estimator', 'classifier')) != 'classifier':
+    return {}  # KMM/KLIEP own no params (JointObjective.init_params leaves them out)
   return dann_lib.mlp_init(rng, (dims.feature_dim, *cfg.hidden, 1))
+
+
+def _gather(x: jax.Array, axis_name: str | None) -> jax.Array:
+  return x if axis_name is None else jax.lax.all_gather(x, axis_name, tiled=True)
+
+
+def batch_ratio(ctx: objectives.Context, f_s: jax.Array, f_t: jax.Array, w_s: jax.Array,
+                w_t: jax.Array, cfg: Any) -> jax.Array:
+  """KMM or KLIEP weights of this device's source rows, estimated on the global batch (every
+  device computes the same global estimate, then keeps its own rows)."""
+  g_s, g_t = _gather(f_s, ctx.axis_name), _gather(f_t, ctx.axis_name)
+  gw_s, gw_t = _gather(w_s, ctx.axis_name), _gather(w_t, ctx.axis_name)
+  sigma = float(cfg.sigma) if cfg.sigma else None
+  if cfg.estimator == 'kmm':
+    ratio = kmm_weights(g_s, g_t, sigma=sigma, bound=float(cfg.kmm_bound),
+                        steps=int(cfg.kmm_steps), w_s=gw_s, w_t=gw_t)
+  else:
+    ratio = kliep_weights(g_s, g_t, sigma=sigma, num_centres=int(cfg.kliep_centres),
+                          steps=int(cfg.kliep_steps), lr=float(cfg.kliep_lr), w_s=gw_s,
+                          w_t=gw_t)
+  if ctx.axis_name is None:
+    return ratio
+  n = f_s.shape[0]
+  return jax.lax.dynamic_slice_in_dim(ratio, jax.lax.axis_index(ctx.axis_name) * n, n)
+
+
+def _psum(x: jax.Array, ctx: objectives.Context) -> jax.Array:
+  return x if ctx.axis_name is None else jax.lax.psum(x, ctx.axis_name)
 
 
 def self_normalised(ratio: jax.Array, w: jax.Array, ctx: objectives.Context,
@@ -125,17 +195,24 @@ def self_normalised(ratio: jax.Array, w: jax.Array, ctx: objectives.Context,
 @objectives.register('importance_weighting', init=_init)
 def importance_weighting(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
   cfg = dann_lib.method_config(ctx.config, 'importance', default_config())
-  clf = ctx.method_params('importance_weighting')
+  estimator = check_estimator(cfg.get('estimator', 'classifier'))
   f_s = jax.lax.stop_gradient(dann_lib.features(ctx, 'source'))
   f_t = jax.lax.stop_gradient(dann_lib.features(ctx, 'target'))
   w_s, w_t = dann_lib.row_weights(ctx.batches['source']), dann_lib.row_weights(
       ctx.batches['target'])
-  logit_s = dann_lib.mlp_apply(clf, f_s).reshape(-1)
-  logit_t = dann_lib.mlp_apply(clf, f_t).reshape(-1)
-  # dann.domain_bce labels source 1, target 0: flip the sign so the logit is log P(T|x)/P(S|x).
-  bce, acc = dann_lib.domain_bce(ctx, -logit_s, -logit_t, w_s, w_t)
-  total = cfg.weight * bce
-  metrics: objectives.Metrics = {'importance/domain_loss': bce, 'importance/domain_accuracy': acc}
+  total = jnp.zeros((), jnp.float32)
+  metrics: objectives.Metrics = {}
+  if estimator == 'classifier':
+    clf = ctx.method_params('importance_weighting')
+    logit_s = dann_lib.mlp_apply(clf, f_s).reshape(-1)
+    logit_t = dann_lib.mlp_apply(clf, f_t).reshape(-1)
+    # dann.domain_bce labels source 1, target 0: flip the sign so the logit is log P(T|x)/P(S|x).
+    bce, acc = dann_lib.domain_bce(ctx, -logit_s, -logit_t, w_s, w_t)
+    total = cfg.weight * bce
+    metrics.update({'importance/domain_loss': bce, 'importance/domain_accuracy': acc})
+    ratio = ratio_from_logits(logit_s)
+  else:
+    ratio = batch_ratio(ctx, f_s, f_t, w_s, w_t, cfg)
   if ctx.labeled('target'):
     ce, correct = objectives.cross_entropy_terms(ctx.logits('target'),
                                                  ctx.batches['target']['label'])
@@ -147,12 +224,15 @@ def importance_weighting(ctx: objectives.Context) -> tuple[jax.Array, objectives
     ce, correct = objectives.cross_entropy_terms(ctx.logits('source'),
                                                  ctx.batches['source']['label'])
     labelled = ctx.weights('source')
-    weights = self_normalised(ratio_from_logits(logit_s), labelled, ctx, cfg.max_weight)
+    weights = self_normalised(ratio, labelled, ctx, cfg.max_weight)
     metrics['source/loss'] = ctx.mean(ce, labelled)
     metrics['source/accuracy'] = ctx.mean(correct, labelled)
     metrics['importance/weighted_source_loss'] = ctx.mean(ce, weights)
-    metrics['importance/max_weight'] = jnp.max(weights)
+    # Over the global batch, so they do not depend on the device count either.
+    total_w, total_w2, count = (_psum(jnp.sum(x), ctx) for x in (weights, weights ** 2, labelled))
+    metrics['importance/max_weight'] = (jnp.max(weights) if ctx.axis_name is None else
+                                        jax.lax.pmax(jnp.max(weights), ctx.axis_name))
     metrics['importance/effective_sample_fraction'] = (
-        jnp.sum(weights) ** 2 / jnp.maximum(jnp.sum(weights ** 2) * jnp.sum(labelled), 1e-12))
+        total_w ** 2 / jnp.maximum(total_w2 * count, 1e-12))
     total = total + ctx.lam * metrics['importance/weighted_source_loss']
   return total, metrics
