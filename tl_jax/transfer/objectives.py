@@ -248,9 +248,11 @@ class JointObjective:
     return frozenset().union(*(o.needs for o in self.objectives))
 
   def init_params(self, rng: jax.Array, dims: FeatureDims, config: Any) -> dict[str, Any]:
-    """{name: params} of the objectives that own params ({} when none does)."""
-    return {o.name: o.init(jax.random.fold_in(rng, i), dims, config)
-            for i, o in enumerate(self.objectives) if o.init is not None}
+    """{name: params} of the objectives that own params ({} when none does); an init may
+    return {} (its config needs no params) and is then left out."""
+    owned = {o.name: o.init(jax.random.fold_in(rng, i), dims, config)
+             for i, o in enumerate(self.objectives) if o.init is not None}
+    return {name: p for name, p in owned.items() if jax.tree.leaves(p)}
 
   def __call__(self, ctx: Context) -> tuple[jax.Array, Metrics]:
     total = jnp.zeros((), jnp.float32)
