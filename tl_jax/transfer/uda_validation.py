@@ -19,7 +19,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import ml_collections as mlc
 import numpy as np
+
+
+def default_config() -> mlc.ConfigDict:
+  """config.transfer.uda_validation: the runs and the splits experiments/da_validation.py uses."""
+  return mlc.ConfigDict(dict(
+      runs_dir='runs/da_table/runs',  # <method>_s<seed>/ run dirs (experiments/da_table.py)
+      source_train_split='train',  # domain classifier, source side
+      source_val_split='validation',  # labelled source held out: source accuracy, IWV, DEV
+      target_split='train',  # UNLABELLED target: domain classifier, entropy, SND
+      test_split='test',  # target test: the oracle column only
+      domain_classifier_c=1.0,  # inverse L2 strength of the logistic domain classifier
+      snd_temperature=0.05,
+      seed=0,
+  ))
 
 
 def iwv(losses, weights) -> float:
@@ -74,7 +89,8 @@ def cross_entropy(probs, labels) -> np.ndarray:
 
 
 def score_models(source_val_probs: Mapping[str, np.ndarray], source_val_labels,
-                 target_probs: Mapping[str, np.ndarray], weights) -> dict[str, dict[str, float]]:
+                 target_probs: Mapping[str, np.ndarray], weights, *,
+                 snd_temperature: float = 0.05) -> dict[str, dict[str, float]]:
   """{model: {score: value}} with every score oriented higher = better (risks negated).
 
   source_val_probs / target_probs: each model's predicted probabilities on the labelled source
@@ -90,7 +106,7 @@ def score_models(source_val_probs: Mapping[str, np.ndarray], source_val_labels,
         'iwv_error': -iwv(errors, weights),
         'dev': -dev(losses, weights),
         'neg_entropy': -prediction_entropy(target_probs[name]),
-        'snd': snd(target_probs[name]),
+        'snd': snd(target_probs[name], snd_temperature),
     }
   return out
 
