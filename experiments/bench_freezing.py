@@ -74,7 +74,7 @@ class Top(nn.Module):
   @nn.compact
   def __call__(self, x, bias):
     for i in range(self.n):
-      x = BertLayer(self.config, name=f'layer_{i}')(x, bias, False)
+      x, _ = BertLayer(self.config, name=f'layer_{i}')(x, bias, False)
     pooled = x[:, 0]
     if self.pooler:
       pooled = jnp.tanh(nn.Dense(self.config.hidden_size, name='pooler')(pooled))

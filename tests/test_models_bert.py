@@ -52,7 +52,7 @@ def hf_flax():
   model = transformers.FlaxBertModel(transformers.BertConfig(**TINY), _do_init=False)
   params = random_params(model.params_shape_tree)
   out = model.module.apply(
-      {'params': params}, **batch(), output_hidden_states=True)
+      {'params': params}, **batch(), output_hidden_states=True, output_attentions=True)
   return model, params, out
 
 
@@ -71,7 +71,12 @@ def test_matches_hf_flax_with_padding_and_hidden_states(hf_flax):
   assert len(out.hidden_states) == len(ref.hidden_states) == 3
   for a, b in zip(out.hidden_states, ref.hidden_states):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
-  assert out.logits is None
+  assert out.logits is None and out.attentions is None  # only on request
+  attentions = apply(tiny(output_attentions=True), params, **batch()).attentions
+  assert len(attentions) == len(ref.attentions) == 2
+  for a, b in zip(attentions, ref.attentions):  # (B, heads, L, L), padded keys ~0
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
   # Optional inputs default as in HF: no mask = attend everywhere, token types 0.
   ids = batch()['input_ids']
   plain = apply(tiny(), params, input_ids=ids)

@@ -36,7 +36,8 @@ def hf_flax():
   model = transformers.FlaxViTModel(transformers.ViTConfig(**TINY), _do_init=False)
   params = random_params(model.params_shape_tree)
   # The HF Flax module takes NHWC (its wrapper class transposes NCHW input).
-  out = model.module.apply({'params': params}, images(), output_hidden_states=True)
+  out = model.module.apply({'params': params}, images(), output_hidden_states=True,
+                           output_attentions=True)
   return params, out, model.params_shape_tree
 
 
@@ -72,6 +73,12 @@ def test_matches_hf_flax_with_hidden_states(hf_flax):
   assert len(out.hidden_states) == 3
   for a, b in zip(out.hidden_states, ref.hidden_states):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+  attentions = ViTModel(tiny_config(output_attentions=True)).apply({'params': params},
+                                                                     images()).attentions
+  assert len(attentions) == len(ref.attentions) == 2
+  for a, b in zip(attentions, ref.attentions):
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
 
 
 def test_hf_pytorch_checkpoint_loads_and_matches(torch_vit):

@@ -1,6 +1,6 @@
 """Relation-based transfer: relational KD (distance and angle relations) against numpy loops,
-hidden-state distillation from the frozen pretrained model, both through TrainCore from
-configs/distill_bbc.py."""
+hidden-state and attention distillation from the frozen pretrained model, all through
+TrainCore from configs/distill_bbc.py."""
 
 import itertools
 
@@ -113,5 +113,65 @@ def test_distill_configs_train_through_the_core():
   assert metrics[0]['rkd/distance'] == pytest.approx(0.0, abs=1e-6)
   assert metrics[-1]['rkd/distance'] > 0 and metrics[-1]['rkd/angle'] > 0
   assert all(m['is_finite'] == 1 for m in metrics)
+  _, _, metrics = train_tiny(load_config('distill_bbc.py:attention'), model, batches)
+  assert metrics[0]['distill/attention_kl'] == pytest.approx(0.0, abs=1e-7)
+  assert metrics[-1]['distill/attention_kl'] > 0
+  assert all(m['is_finite'] == 1 for m in metrics)
   with pytest.raises(ValueError, match='choose one of'):
-    load_config('distill_bbc.py:attention')
+    load_config('distill_bbc.py:bogus')
+
+
+def test_attention_kl_matches_numpy_with_padding_and_has_finite_gradients():
+  rs = np.random.RandomState(0)
+  shape = (3, 2, 5, 5)  # (B, heads, L, L)
+  mask = np.ones((3, 5), np.float32)
+  mask[1, 3:] = 0  # padded keys: zero probability in both, padded queries: left out
+
+  def probs(scale):
+    logits = rs.randn(*shape) * scale + np.where(mask[:, None, None, :] > 0, 0, -1e9)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    return p / p.sum(-1, keepdims=True)
+  s, t = [probs(1.0), probs(0.5)], [probs(2.0), probs(1.0)]
+  ref = []
+  for si, ti in zip(s, t):
+    rows = []
+    for b in range(3):
+      for q in range(5):
+        if mask[b, q]:
+          keys = mask[b] > 0
+          rows.append(np.mean([np.sum(ti[b, h, q, keys] * np.log(ti[b, h, q, keys]
+                                                                 / si[b, h, q, keys]))
+                               for h in range(2)]))
+    ref.append(np.mean(rows))
+  as_jnp = lambda xs: tuple(jnp.asarray(x, jnp.float32) for x in xs)
+  value = distill.attention_kl(as_jnp(s), as_jnp(t), jnp.asarray(mask))
+  np.testing.assert_allclose(value, np.mean(ref), rtol=1e-5)
+  np.testing.assert_allclose(distill.attention_kl(as_jnp(s), as_jnp(t), jnp.asarray(mask),
+                                                  layers=(1,)), ref[1], rtol=1e-5)
+  assert min(ref) > 0.01
+  # The student's gradient is finite even where it puts zero mass (the padded keys).
+  grad = jax.grad(lambda x: distill.attention_kl((x, x), as_jnp(t), jnp.asarray(mask)))(
+      as_jnp(s)[0])
+  assert np.all(np.isfinite(grad))
+
+
+def test_attention_distillation_keeps_attention_closer_to_the_teacher_than_fine_tuning():
+  """The same fine-tuning run with and without the attention term: the term must keep every
+  layer's attention maps closer to the pretrained model's (the effect it exists for)."""
+  module, params = model = tiny_model()
+  batches = [{'target': synthetic_batch(seed=i, position=3)} for i in range(8)]
+  watch = tiny_model(output_attentions=True)[0]
+  teacher = watch.apply({'params': params}, batches[0]['target']['input_ids']).attentions
+
+  def attention_drift(config):
+    _, final, _ = train_tiny(config, model, batches)
+    student = watch.apply({'params': freezing.unflatten(final)},
+                          batches[0]['target']['input_ids']).attentions
+    return float(distill.attention_kl(student, teacher, None))
+
+  plain = load_config('finetune_bbc.py', steps=8, lr=3e-2)
+  distilled = load_config('distill_bbc.py:attention', steps=8, lr=3e-2)
+  distilled.transfer.distill.attention_weight = 10.0
+  drift_plain, drift_distilled = attention_drift(plain), attention_drift(distilled)
+  assert drift_plain > 1e-3
+  assert drift_distilled < 0.5 * drift_plain, (drift_distilled, drift_plain)

@@ -35,6 +35,10 @@ class BertConfig:
   num_classes: int = 0  # > 0: one head `head/...`
   heads: heads_lib.HeadSpec = ()  # (('topic', 5), ...): named heads `heads/<name>/...`
   output_hidden_states: bool = False
+  output_attentions: bool = False  # attention probabilities of every layer (before dropout)
+  lora_rank: int = 0  # > 0: LoRA adapters on lora_targets (tl_jax/models/lora.py)
+  lora_alpha: float = 8.0  # the update is scaled by lora_alpha / lora_rank
+  lora_targets: tuple[str, ...] = ('query', 'value')
   dtype: str = 'float32'  # compute dtype
   param_dtype: str = 'float32'
 
@@ -65,12 +69,11 @@ class _Attention(nn.Module):
   config: BertConfig
 
   @nn.compact
-  def __call__(self, x: jax.Array, bias: jax.Array | None, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, bias: jax.Array | None,
+               train: bool) -> tuple[jax.Array, jax.Array]:
     cfg = self.config
-    context = layers.SelfAttention(
-        cfg.num_heads, cfg.attention_dropout_rate, kernel_init(cfg), dtype=cfg.dtype,
-        param_dtype=cfg.param_dtype, name='self')(x, bias, train)
-    return _DenseNorm(cfg, name='output')(context, x, train)
+    context, probs = layers.self_attention(cfg, kernel_init(cfg), 'self')(x, bias, train)
+    return _DenseNorm(cfg, name='output')(context, x, train), probs
 
 
 class _Intermediate(nn.Module):
@@ -90,23 +93,26 @@ class BertLayer(nn.Module):
   config: BertConfig
 
   @nn.compact
-  def __call__(self, x: jax.Array, bias: jax.Array | None, train: bool) -> jax.Array:
-    attended = _Attention(self.config, name='attention')(x, bias, train)
+  def __call__(self, x: jax.Array, bias: jax.Array | None,
+               train: bool) -> tuple[jax.Array, jax.Array]:
+    attended, probs = _Attention(self.config, name='attention')(x, bias, train)
     h = _Intermediate(self.config, name='intermediate')(attended)
-    return _DenseNorm(self.config, name='output')(h, attended, train)
+    return _DenseNorm(self.config, name='output')(h, attended, train), probs
 
 
 class _LayerStack(nn.Module):
-  """`layer/<i>`, with string indices as in HF; runs layers start..stop-1 only."""
+  """`layer/<i>`, with string indices as in HF; runs layers start..stop-1 only.
+  Returns (hidden state after each layer, attention probabilities of each layer)."""
   config: BertConfig
 
   @nn.compact
   def __call__(self, x, bias, train, start=0, stop=None):
-    states = []
+    states, attentions = [], []
     for i in range(start, self.config.num_layers if stop is None else stop):
-      x = BertLayer(self.config, name=str(i))(x, bias, train)
+      x, probs = BertLayer(self.config, name=str(i))(x, bias, train)
       states.append(x)
-    return states
+      attentions.append(probs)
+    return states, attentions
 
 
 class _Encoder(nn.Module):
@@ -189,8 +195,8 @@ class BertModel(options.Backbone, nn.Module):
       x = _Embeddings(cfg, name='embeddings')(input_ids, token_type_ids, train)
     else:
       x = prefix_hidden.astype(cfg.dtype)
-    states = _Encoder(cfg, name='encoder')(x, layers.attention_bias(attention_mask), train,
-                                           start_layer, stop_layer)
+    states, attentions = _Encoder(cfg, name='encoder')(
+        x, layers.attention_bias(attention_mask), train, start_layer, stop_layer)
     last = states[-1] if states else x
     if stop_layer is not None:
       return ModelOutput(last_hidden_state=last, pooled=None)
@@ -210,4 +216,5 @@ class BertModel(options.Backbone, nn.Module):
         param_dtype=cfg.param_dtype)
     hidden_states = tuple([x] + states) if cfg.output_hidden_states else None
     return ModelOutput(last_hidden_state=last, pooled=pooled, hidden_states=hidden_states,
-                       logits=logits)
+                       logits=logits,
+                       attentions=tuple(attentions) if cfg.output_attentions else None)

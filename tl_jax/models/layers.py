@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tl_jax.models import lora
+
 # HF `hidden_act` names; 'gelu' is the exact (erf) form, as in HF and the original BERT.
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'gelu': lambda x: jax.nn.gelu(x, approximate=False),
@@ -149,8 +151,10 @@ def masked_mean(hidden: jax.Array, mask: jax.Array | None) -> jax.Array:
 class SelfAttention(nn.Module):
   """Multi-head self-attention up to (not including) the output projection.
 
-  Params `query`, `key`, `value` as in HF Flax. Queries are scaled before the einsum (cheaper
-  than scaling the logits), the mask is one fused add, softmax runs in fp32.
+  Params `query`, `key`, `value` as in HF Flax (+ `<name>_lora` adapters with lora_rank > 0).
+  Queries are scaled before the einsum (cheaper than scaling the logits), the mask is one fused
+  add, softmax runs in fp32. Returns (context, attention probabilities before dropout); under
+  jit the probabilities cost nothing when the caller drops them.
   """
   num_heads: int
   dropout_rate: float
@@ -158,9 +162,13 @@ class SelfAttention(nn.Module):
   use_bias: bool = True
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
+  lora_rank: int = 0
+  lora_alpha: float = 8.0
+  lora_targets: tuple[str, ...] = ()
 
   @nn.compact
-  def __call__(self, x: jax.Array, bias: jax.Array | None, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, bias: jax.Array | None,
+               train: bool) -> tuple[jax.Array, jax.Array]:
     batch, length, features = x.shape
     head_dim = features // self.num_heads
 
@@ -168,6 +176,9 @@ class SelfAttention(nn.Module):
       y = nn.Dense(features, use_bias=self.use_bias, kernel_init=self.kernel_init,
                    dtype=self.dtype, param_dtype=self.param_dtype,
                    dot_general=dense_dot_general(self.dtype), name=name)(x)
+      if self.lora_rank and name in self.lora_targets:
+        y = y + lora.LoRA(self.lora_rank, self.lora_alpha, features, dtype=self.dtype,
+                          param_dtype=self.param_dtype, name=name + lora.SUFFIX)(x)
       return y.reshape(batch, length, self.num_heads, head_dim)
 
     query = project('query') * jnp.asarray(head_dim ** -0.5, self.dtype)
@@ -177,6 +188,14 @@ class SelfAttention(nn.Module):
     if bias is not None:
       logits = logits + bias
     probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    probs = dropout(self.dropout_rate, train)(probs)
-    context = jnp.einsum('bhqk,bkhd->bqhd', probs, value)
-    return context.reshape(batch, length, features)
+    dropped = dropout(self.dropout_rate, train)(probs)
+    context = jnp.einsum('bhqk,bkhd->bqhd', dropped, value)
+    return context.reshape(batch, length, features), probs
+
+
+def self_attention(cfg, kernel_init: Callable, name: str, **kwargs) -> SelfAttention:
+  """SelfAttention configured from a BERT/ViT config (dropout, dtypes, adapters)."""
+  return SelfAttention(
+      cfg.num_heads, cfg.attention_dropout_rate, kernel_init, dtype=cfg.dtype,
+      param_dtype=cfg.param_dtype, lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+      lora_targets=tuple(cfg.lora_targets), name=name, **kwargs)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from tl_jax.models import heads as heads_lib
 from tl_jax.models import layers
+from tl_jax.models import lora
 
 POOLINGS = ('cls', 'pooler', 'mean')
 
@@ -18,6 +19,7 @@ def validate(cfg) -> None:
   object.__setattr__(cfg, 'heads', heads_lib.normalize_heads(cfg.heads))
   object.__setattr__(cfg, 'dtype', jnp.dtype(cfg.dtype).name)
   object.__setattr__(cfg, 'param_dtype', jnp.dtype(cfg.param_dtype).name)
+  object.__setattr__(cfg, 'lora_targets', tuple(cfg.lora_targets))
   if cfg.pooling not in POOLINGS:
     raise ValueError(f'pooling={cfg.pooling!r}; choose one of {POOLINGS}.')
   if cfg.pooling == 'pooler' and not cfg.add_pooler:
@@ -33,6 +35,7 @@ def validate(cfg) -> None:
   if not (0 <= cfg.dropout_rate < 1 and 0 <= cfg.attention_dropout_rate < 1):
     raise ValueError('dropout rates must lie in [0, 1).')
   layers.activation(cfg.hidden_act)  # fails early on an unknown name
+  lora.validate(cfg)
 
 
 def to_json(cfg) -> dict[str, Any]:

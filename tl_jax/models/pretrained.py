@@ -17,6 +17,7 @@ import numpy as np
 
 from tl_jax.models import convert
 from tl_jax.models import hf_config
+from tl_jax.models import lora as lora_lib
 from tl_jax.models import resolve as resolve_lib
 from tl_jax.models.resolve import CheckpointNotFoundError
 from tl_jax.models.vit import resample_position_embeddings
@@ -140,6 +141,10 @@ def load_pretrained(
     param_dtype: Any = None,
     image_size: int | None = None,
     output_hidden_states: bool | None = None,
+    output_attentions: bool | None = None,
+    lora_rank: int | None = None,
+    lora_alpha: float | None = None,
+    lora_targets: tuple[str, ...] | None = None,
     seed: int = 0,
     with_report: bool = False,
     allow_pickle: bool = False,
@@ -180,6 +185,8 @@ def load_pretrained(
   overrides = dict(pooling=pooling, dropout_rate=dropout_rate,
                    attention_dropout_rate=attention_dropout_rate, dtype=dtype,
                    param_dtype=param_dtype, output_hidden_states=output_hidden_states,
+                   output_attentions=output_attentions, lora_rank=lora_rank,
+                   lora_alpha=lora_alpha, lora_targets=lora_targets,
                    image_size=image_size or None)
   if image_size and model_type != 'vit':
     raise ValueError('image_size applies to ViT only.')
@@ -219,7 +226,7 @@ def load_pretrained(
                    weights[_POSEMB].shape, cfg.image_size)
 
   missing = set(expected) - set(weights)
-  new_keys = {k for k in missing if k[0] in convert.HEAD_ROOTS}
+  new_keys = {k for k in missing if k[0] in convert.HEAD_ROOTS or lora_lib.is_adapter(k)}
   problems = []
   if missing - new_keys:
     problems.append(f'missing in the checkpoint: {_listing(missing - new_keys)}')
@@ -237,15 +244,18 @@ def load_pretrained(
 
   for i, key in enumerate(sorted(new_keys)):
     shape, leaf_dtype = expected[key].shape, expected[key].dtype
-    if key[-1] == 'kernel':
+    if lora_lib.is_adapter(key):
+      weights[key] = np.asarray(lora_lib.initial_value(key, jax.random.fold_in(rng, i), shape,
+                                                       leaf_dtype))
+    elif key[-1] == 'kernel':
       init_fn = jax.nn.initializers.normal(cfg.initializer_range)
       weights[key] = np.asarray(init_fn(jax.random.fold_in(rng, i), shape, leaf_dtype))
     else:
       weights[key] = np.zeros(shape, leaf_dtype)
   if new_keys:
     report.new_keys = sorted(map(_name, new_keys))
-    logging.info('%s: new head parameters, initialised with seed %d: %s', name_or_path, seed,
-                 _listing(new_keys))
+    logging.info('%s: new head/adapter parameters, initialised with seed %d: %s', name_or_path,
+                 seed, _listing(new_keys))
 
   params = flax.traverse_util.unflatten_dict(
       {k: jnp.asarray(v, dtype=expected[k].dtype) for k, v in weights.items()})
@@ -259,8 +269,12 @@ def save_pretrained(module, params, directory: str | os.PathLike,
   """Writes HF layout: config.json (+ our options under "tl_jax") and model.safetensors in
   PyTorch layout (unprefixed, as HF BertModel / ViTModel save), heads as `head.*` / `heads.*`.
   HF BertModel / ViTModel load the backbone; load_pretrained(directory) restores all, bitwise.
+  LoRA adapters are merged into their kernels first, so the export is a plain checkpoint.
   """
   from safetensors.numpy import save_file
+  if module.config.lora_rank:
+    params = lora_lib.merge(params, module.config)
+    module = module.clone(config=dataclasses.replace(module.config, lora_rank=0))
   directory = Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(jax.device_get(params)))

@@ -41,6 +41,10 @@ class ViTConfig:
   num_classes: int = 0
   heads: heads_lib.HeadSpec = ()
   output_hidden_states: bool = False
+  output_attentions: bool = False  # attention probabilities of every layer (before dropout)
+  lora_rank: int = 0  # > 0: LoRA adapters on lora_targets (tl_jax/models/lora.py)
+  lora_alpha: float = 8.0  # the update is scaled by lora_alpha / lora_rank
+  lora_targets: tuple[str, ...] = ('query', 'value')
   dtype: str = 'float32'
   param_dtype: str = 'float32'
 
@@ -155,12 +159,11 @@ class _Attention(nn.Module):
   config: ViTConfig
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
     cfg = self.config
-    context = layers.SelfAttention(
-        cfg.num_heads, cfg.attention_dropout_rate, kernel_init(cfg), use_bias=cfg.qkv_bias,
-        dtype=cfg.dtype, param_dtype=cfg.param_dtype, name='attention')(x, None, train)
-    return _Dense(cfg, cfg.hidden_size, name='output')(context)
+    context, probs = layers.self_attention(cfg, kernel_init(cfg), 'attention',
+                                           use_bias=cfg.qkv_bias)(x, None, train)
+    return _Dense(cfg, cfg.hidden_size, name='output')(context), probs
 
 
 class ViTLayer(nn.Module):
@@ -168,7 +171,7 @@ class ViTLayer(nn.Module):
   config: ViTConfig
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
     cfg = self.config
     drop = layers.dropout(cfg.dropout_rate, train)
 
@@ -176,10 +179,11 @@ class ViTLayer(nn.Module):
       return nn.LayerNorm(cfg.layer_norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
                           name=name)
 
-    x = x + drop(_Attention(cfg, name='attention')(norm('layernorm_before')(x), train))
+    attended, probs = _Attention(cfg, name='attention')(norm('layernorm_before')(x), train)
+    x = x + drop(attended)
     h = _Dense(cfg, cfg.intermediate_size, act=True, name='intermediate')(
         norm('layernorm_after')(x))
-    return x + drop(_Dense(cfg, cfg.hidden_size, name='output')(h))
+    return x + drop(_Dense(cfg, cfg.hidden_size, name='output')(h)), probs
 
 
 class _LayerStack(nn.Module):
@@ -187,11 +191,12 @@ class _LayerStack(nn.Module):
 
   @nn.compact
   def __call__(self, x, train):
-    states = []
+    states, attentions = [], []
     for i in range(self.config.num_layers):
-      x = ViTLayer(self.config, name=str(i))(x, train)
+      x, probs = ViTLayer(self.config, name=str(i))(x, train)
       states.append(x)
-    return states
+      attentions.append(probs)
+    return states, attentions
 
 
 class _Encoder(nn.Module):
@@ -221,7 +226,7 @@ class ViTModel(options.Backbone, nn.Module):
     cfg = self.config
     layers.check_dropout_rng(self, train)
     x = _Embeddings(cfg, name='embeddings')(images, train)
-    states = _Encoder(cfg, name='encoder')(x, train)
+    states, attentions = _Encoder(cfg, name='encoder')(x, train)
     last = nn.LayerNorm(cfg.layer_norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
                         name='layernorm')(states[-1])
 
@@ -236,4 +241,5 @@ class ViTModel(options.Backbone, nn.Module):
         dtype=cfg.dtype, param_dtype=cfg.param_dtype)
     hidden_states = tuple([x] + states) if cfg.output_hidden_states else None
     return ModelOutput(last_hidden_state=last, pooled=pooled, hidden_states=hidden_states,
-                       logits=logits)
+                       logits=logits,
+                       attentions=tuple(attentions) if cfg.output_attentions else None)

@@ -61,10 +61,13 @@ def make_train_step(module: Any, *, tx: optax.GradientTransformation, trainable:
   """
   if not trainable:
     raise StepConfigError('the freezing rules freeze every parameter; nothing would train')
-  needs_hidden = 'hidden_states' in objective.needs
-  if needs_hidden and getattr(module.config, 'output_hidden_states', True) is False:
-    # An objective reads every layer: this step's model returns them (eval steps do not).
-    module = module.clone(config=dataclasses.replace(module.config, output_hidden_states=True))
+  # Outputs an objective reads from every layer: this step's model returns them (eval steps
+  # do not).
+  per_layer = [need for need in ('hidden_states', 'attentions') if need in objective.needs]
+  switches = {f'output_{need}': True for need in per_layer
+              if getattr(module.config, f'output_{need}', True) is False}
+  if switches:
+    module = module.clone(config=dataclasses.replace(module.config, **switches))
 
   def loss_fn(train_params, frozen_params, batch, pretrained, step, rng):
     params = freezing.merge(train_params, frozen_params)
@@ -72,10 +75,11 @@ def make_train_step(module: Any, *, tx: optax.GradientTransformation, trainable:
     for i, domain in enumerate(sorted(batch)):
       outputs[domain] = forward(module, params, batch[domain], train=dropout,
                                 rng=jax.random.fold_in(rng, i))
-      if needs_hidden and getattr(outputs[domain], 'hidden_states', None) is None:
-        raise objectives.ObjectiveError(
-            'an objective needs hidden_states, but the model returns none; load it with '
-            'output_hidden_states=True')
+      for need in per_layer:
+        if getattr(outputs[domain], need, None) is None:
+          raise objectives.ObjectiveError(
+              f'an objective needs {need}, but the model returns none; load it with '
+              f'output_{need}=True')
     ctx = objectives.Context(outputs=outputs, batches=batch, params=params,
                              trainable=train_params, pretrained=pretrained, step=step,
                              lam=lam_fn(step), config=config, axis_name=axis_name, train=True,

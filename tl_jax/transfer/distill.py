@@ -8,9 +8,12 @@ pretrained backbone knew.
                    the pooled features of the batch: w_d · L_dist + w_a · L_angle.
   'hidden_distill' hidden-state distillation: mean over the chosen layers of the masked mean
                    squared error between student and teacher hidden states.
+  'attention_distill' attention distillation (MiniLM's self-attention transfer, Wang et al.
+                   2020): KL(teacher ‖ student) between the attention distributions of every
+                   head and query token, averaged over the valid tokens and the chosen layers.
 
 Relations are between the examples of each device's local batch; rows with mask False are left
-out. Attention-map distillation is not offered (the model does not return attention weights).
+out.
 Config: `config.transfer.distill = distill.default_config()`.
 """
 
@@ -34,7 +37,9 @@ def default_config() -> mlc.ConfigDict:
       angle_weight=2.0,  # RKD λ_A (the paper: 2)
       rkd_weight=1.0,  # the whole RKD term
       hidden_weight=1.0,  # the whole hidden-state term
+      attention_weight=1.0,  # the whole attention term
       layers=(),  # hidden_states indices to match (0 = embeddings); () = every layer
+      attention_layers=(),  # encoder layers whose attention to match (0 = first); () = all
   ))
 
 
@@ -42,7 +47,7 @@ def settings(ctx: objectives.Context) -> mlc.ConfigDict:
   cfg = ctx.config.transfer.get('distill')
   if cfg is None:
     raise objectives.ObjectiveError(
-        'objectives rkd/hidden_distill need config.transfer.distill: add '
+        'objectives rkd/hidden_distill/attention_distill need config.transfer.distill: add '
         '`config.transfer.distill = distill.default_config()` to the config (see '
         'configs/distill_bbc.py)')
   return cfg
@@ -174,3 +179,41 @@ def hidden_distill(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metri
   mse = hidden_state_mse(student, teacher, _token_mask(ctx.batches[cfg.domain], student[0]),
                          tuple(int(i) for i in cfg.layers))
   return float(cfg.hidden_weight) * mse, {'distill/hidden_mse': mse}
+
+
+# -------------------------------------------------------------------------------------------
+# Attention distillation.
+# -------------------------------------------------------------------------------------------
+
+def attention_kl(student: tuple[jax.Array, ...], teacher: tuple[jax.Array, ...],
+                 token_mask: jax.Array | None, layers=()) -> jax.Array:
+  """Mean over `layers` (all when empty) of KL(teacher ‖ student) per (head, query) row of the
+  (B, H, L, L) attention probabilities, averaged over the valid query tokens. Masked keys carry
+  zero teacher probability, so they add nothing."""
+  chosen = list(layers) or list(range(len(student)))
+  total = jnp.zeros((), jnp.float32)
+  for i in chosen:
+    s = student[i].astype(jnp.float32)
+    t = jax.lax.stop_gradient(teacher[i].astype(jnp.float32))
+    log_ratio = jnp.log(jnp.maximum(t, 1e-30)) - jnp.log(jnp.maximum(s, 1e-30))
+    kl = jnp.sum(jnp.where(t > 0, t * log_ratio, 0.0), -1).mean(1)  # (B, L): mean over heads
+    w = jnp.ones(kl.shape, jnp.float32) if token_mask is None else token_mask.astype(
+        jnp.float32).reshape(kl.shape)
+    total = total + _weighted_mean(kl, w)
+  return total / len(chosen)
+
+
+@objectives.register('attention_distill', needs=('pretrained', 'attentions'))
+def attention_distill(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
+  cfg = settings(ctx)
+  student = ctx.outputs[cfg.domain].attentions
+  n = len(student)
+  bad = [i for i in cfg.attention_layers if not 0 <= int(i) < n]
+  if bad:
+    raise objectives.ObjectiveError(f'transfer.distill.attention_layers {bad} out of range: '
+                                    f'the model has {n} layers (0 .. {n - 1})')
+  teacher = teacher_outputs(ctx, cfg.domain).attentions
+  hidden = ctx.outputs[cfg.domain].last_hidden_state
+  kl = attention_kl(student, teacher, _token_mask(ctx.batches[cfg.domain], hidden),
+                    tuple(int(i) for i in cfg.attention_layers))
+  return float(cfg.attention_weight) * kl, {'distill/attention_kl': kl}

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import optax
 
 DOMAINS = ('target', 'source')
-NEEDS = ('pretrained', 'hidden_states')
+NEEDS = ('pretrained', 'hidden_states', 'attentions')
 PARAMS_KEY = 'objectives'  # top-level key of method-owned params in the params tree
 
 Metrics = dict[str, jax.Array]
@@ -67,7 +67,8 @@ _discovered = False
 def register(name: str, *, needs: Sequence[str] = (),
              init: InitFn | None = None) -> Callable[[ObjectiveFn], ObjectiveFn]:
   """Registers `fn(ctx) -> (scalar, metrics)` under `name`. `needs`: 'pretrained' (the step
-  passes the pretrained params) and/or 'hidden_states' (the model returns every layer).
+  passes the pretrained params), 'hidden_states' (the model returns every layer) and/or
+  'attentions' (the model returns every layer's attention probabilities).
   `init(rng, dims, config) -> params`: the objective owns trainable params (see the top)."""
   unknown = set(needs) - set(NEEDS)
   if unknown:
