@@ -4,7 +4,7 @@
                                        [--methods=head_only,finetune,...]
 
 Methods (configs/): random-init fine-tune (no transfer), head only, full fine-tune, L2-SP, BSS,
-hidden-state distillation from the frozen pretrained model. Each run trains `steps` steps at
+hidden-state and attention distillation from the frozen pretrained model, LoRA. Each run trains `steps` steps at
 batch 16 × 64 tokens, then evaluates on the 221-article test split; a seed sets the head init,
 the data order and WHICH 8 articles per class are labelled. Writes table.md, results.json and
 finetune_table.png into --out and prints the table. A finished run (its metrics.jsonl has the
@@ -43,10 +43,13 @@ METHODS = {
     'l2sp': ('l2sp_bbc.py', {}),
     'bss': ('bss_bbc.py', {}),
     'distill_hidden': ('distill_bbc.py:hidden', {}),
+    'distill_attention': ('distill_bbc.py:attention', {}),
+    'lora': ('lora_bbc.py', {}),
 }
 LABELS = {'random_init': 'fine-tune from random init (no transfer)',
           'head_only': 'head only (frozen backbone)', 'finetune': 'full fine-tune',
-          'l2sp': 'L2-SP', 'bss': 'BSS', 'distill_hidden': 'hidden-state distillation'}
+          'l2sp': 'L2-SP', 'bss': 'BSS', 'distill_hidden': 'hidden-state distillation',
+          'distill_attention': 'attention distillation', 'lora': 'LoRA (rank 8, q/v)'}
 
 
 def load_config(spec: str):

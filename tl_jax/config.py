@@ -24,6 +24,10 @@ def model_section() -> mlc.ConfigDict:
       dtype='float32',  # compute dtype; 'bfloat16' for mixed precision
       param_dtype='float32',
       image_size=0,  # ViT only; 0 keeps the pre-training size, else position embeddings resample
+      # LoRA adapters on the attention projections (train them with freeze_preset='lora').
+      lora_rank=0,  # 0 = none
+      lora_alpha=8.0,  # the update is scaled by lora_alpha / lora_rank
+      lora_targets=('query', 'value'),  # any of query, key, value
       # Read a PyTorch pytorch_model.bin (a pickle) when no safetensors/msgpack file is there;
       # only for files you trust. Hub code (trust_remote_code) is never run.
       allow_pickle=False,
@@ -70,8 +74,9 @@ def transfer_section() -> mlc.ConfigDict:
       # big_vision-style rules over '/'-joined parameter names: first match wins, every leaf
       # must be covered; group None (or 'frozen') is frozen.
       freeze=(('.*', 'train'),),
-      # A preset instead of the rules (BERT and ViT alike): 'all' | 'head_only' | 'bottom:K'
-      # (freeze embeddings + layers 0..K-1) | 'top:K' (train the top K layers and above).
+      # A preset instead of the rules (BERT and ViT alike): 'all' | 'head_only' | 'lora'
+      # (adapters + head) | 'bottom:K' (freeze embeddings + layers 0..K-1) | 'top:K' (train
+      # the top K layers and above).
       freeze_preset='',
       # Freezing schedule: '' (fixed rules above), or a ready-made one: 'gradual_unfreeze'
       # (top-down, one more layer every schedule_every steps) or 'chain_thaw';

@@ -11,6 +11,7 @@ Instead of a rule list, a config may name a preset (BERT and ViT share the layou
   'head_only'  only `head/` or `heads/` trains (and method-owned `objectives/` params)
   'bottom:K'   embeddings and encoder layers 0..K-1 are frozen, the rest trains
   'top:K'      only the top K encoder layers and everything above them train
+  'lora'       only the LoRA adapters (`..._lora/`, config.model.lora_rank > 0) and the head(s)
 
 A schedule is a list of stages `(start_step, rules)`. The optimizer label of a trainable leaf
 records the stage since which it has trained without a break (its cohort), so a stage change
@@ -32,7 +33,7 @@ import numpy as np
 
 FROZEN = 'frozen'
 TRAIN = 'train'
-PRESETS = ('all', 'head_only', 'bottom:K', 'top:K')
+PRESETS = ('all', 'head_only', 'lora', 'bottom:K', 'top:K')
 SCHEDULES = ('gradual_unfreeze', 'chain_thaw')
 
 Rules = tuple[tuple[str, Union[str, None]], ...]
@@ -192,6 +193,11 @@ def _preset(spec: str, params: Any) -> Rules:
   if name == 'head_only' and not arg:
     # Method-owned params (discriminators, adversarial heads) train with the head.
     return ((r'(?:head|heads|objectives)/.*', TRAIN), (r'.*', None))
+  if name == 'lora' and not arg:
+    if not any(re.search(r'_lora/', n) for n in param_names(params)):
+      raise FreezingError("freezing preset 'lora' needs LoRA adapters: set "
+                          'config.model.lora_rank > 0')
+    return ((r'(?:head|heads|objectives)/.*|.*_lora/.*', TRAIN), (r'.*', None))
   if name in ('bottom', 'top'):
     try:
       k = int(arg)
