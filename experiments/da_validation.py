@@ -1,7 +1,7 @@
 """Unsupervised validation of the DA table's runs: which run would each label-free score pick?
 
-  python experiments/da_validation.py [--config=configs/da_validation_digits.py] [--out=runs/da_validation]
-         [--config.transfer.uda_validation.runs_dir=runs/da_table/runs]
+  python experiments/da_validation.py [--config=configs/da_validation_digits.py]
+         [--out=runs/da_validation] [--config.transfer.uda_validation.runs_dir=runs/da_table/runs]
 
 Every finished run RUNS_DIR/<method>_s<seed>/ (written by experiments/da_table.py) is restored
 from its latest checkpoint with the run's own config.json (experiment.build + TrainCore +
@@ -190,8 +190,9 @@ def run_outputs(config, module, params, cfg) -> tuple[RunOutputs, float]:
   with data_cfg.unlocked():
     data_cfg.source.eval_splits = (cfg.source_train_split, cfg.source_val_split)
     data_cfg.target.eval_splits = (cfg.target_split, cfg.test_split)
-  evals = data_lib.build_eval_batches(data_cfg, image_size=loop._image_size(config, module),  # pylint: disable=protected-access
-                                      process_index=0, process_count=1, num_devices=1)
+  image_size = loop._image_size(config, module)  # pylint: disable=protected-access
+  evals = data_lib.build_eval_batches(data_cfg, image_size=image_size, process_index=0,
+                                      process_count=1, num_devices=1)
   fn = _forward_fn(module, str(config.data.target.head))
   source_train, _, _ = forward_split(fn, params, evals[f'source/{cfg.source_train_split}'])
   source_val, source_val_probs, source_val_labels = forward_split(

@@ -35,9 +35,11 @@ import numpy as np  # noqa: E402
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # Written by experiments/freezing_benchmark.py (pretrain_vit), the default --outdir.
 PRETRAINED_VIT = 'runs/freezing_benchmark/pretrain/vit_digits/export'
-METHODS = ('target_only', 'source_only', 'pooled', 'tradaboost')
+METHODS = ('target_only', 'source_only', 'pooled', 'tradaboost', 'tradaboost_balanced')
 LABELS = {'target_only': 'Target only (k-shot probe)', 'source_only': 'Source only probe',
-          'pooled': 'Source + target pooled probe', 'tradaboost': 'TrAdaBoost'}
+          'pooled': 'Source + target pooled probe',
+          'tradaboost': 'TrAdaBoost (uniform start, as the paper)',
+          'tradaboost_balanced': 'TrAdaBoost (target starts with share s of the weight)'}
 
 if __name__ == '__main__':
   _CONFIG = config_flags.DEFINE_config_file('config', str(REPO / 'configs/tradaboost_digits.py'))
@@ -115,16 +117,22 @@ def run_seed(feats: dict, cfg, seed: int) -> dict:
   out['source_only'] = _accuracy(probe(x_s, y_s), x_test, y_test)
   out['pooled'] = _accuracy(probe(np.concatenate([x_s, x_t]), np.concatenate([y_s, y_t])),
                             x_test, y_test)
-  start = time.perf_counter()
-  boosted = tradaboost.tradaboost(x_s, y_s, x_t, y_t, num_classes=num_classes, rounds=cfg.rounds,
-                                  l2=cfg.l2, steps=cfg.steps, lr=cfg.learning_rate)
-  out['tradaboost'] = float(np.mean(boosted.predict(x_test) == y_test))
-  out['tradaboost_seconds'] = time.perf_counter() - start
-  # Where the boosting put its trust: the source's share of the final weight mass.
-  out['tradaboost_source_weight_share'] = float(
-      boosted.source_weights.sum() / (boosted.source_weights.sum() +
-                                      boosted.target_weights.sum()))
-  out['tradaboost_target_errors'] = [round(float(e), 4) for e in boosted.target_errors]
+  variants = {'tradaboost': None}
+  if cfg.balanced_target_share:
+    variants['tradaboost_balanced'] = float(cfg.balanced_target_share)
+  for name, share in variants.items():
+    start = time.perf_counter()
+    boosted = tradaboost.tradaboost(x_s, y_s, x_t, y_t, num_classes=num_classes,
+                                    rounds=cfg.rounds, l2=cfg.l2, steps=cfg.steps,
+                                    lr=cfg.learning_rate, initial_target_share=share)
+    out[name] = float(np.mean(boosted.predict(x_test) == y_test))
+    out[f'{name}_seconds'] = time.perf_counter() - start
+    # Where the boosting put its trust: the source's share of the final weight mass, and the
+    # weighted target error per round (clipped below 1/2, as the update requires).
+    out[f'{name}_source_weight_share'] = float(
+        boosted.source_weights.sum() / (boosted.source_weights.sum() +
+                                        boosted.target_weights.sum()))
+    out[f'{name}_target_errors'] = [round(float(e), 4) for e in boosted.target_errors]
   return out
 
 
@@ -134,6 +142,7 @@ def run(config) -> dict:
   feats = load_features(config)
   setting = dict(backbone=str(config.model.name), source=config.data.source.name,
                  target=config.data.target.name, shots=int(cfg.shots), rounds=int(cfg.rounds),
+                 balanced_target_share=float(cfg.balanced_target_share),
                  source_examples=len(feats['source']), test_examples=len(feats['test']),
                  feature_dim=int(feats['source'].x.shape[1]))
   rows = []
@@ -144,6 +153,10 @@ def run(config) -> dict:
   return {'setting': setting, 'seeds': rows}
 
 
+def methods(rows: list[dict]) -> list[str]:
+  return [m for m in METHODS if m in rows[0]]
+
+
 def markdown(results: dict) -> str:
   s, rows = results['setting'], results['seeds']
   lines = [f'{s["source"]} (labelled, {s["source_examples"]}) -> {s["target"]} with {s["shots"]} '
@@ -152,9 +165,10 @@ def markdown(results: dict) -> str:
            f'over {len(rows)} k-shot draws (seeds {[r["seed"] for r in rows]}); TrAdaBoost '
            f'{s["rounds"]} rounds.', '',
            '| method | target test acc | per seed |', '|---|---|---|']
-  for method in METHODS:
+  for method in methods(rows):
     acc = np.array([r[method] for r in rows])
-    lines.append(f'| {LABELS[method]} | {acc.mean():.3f} ± {acc.std():.3f} | '
+    label = LABELS[method].replace('share s', f'share {s["balanced_target_share"]}')
+    lines.append(f'| {label} | {acc.mean():.3f} ± {acc.std():.3f} | '
                  f'{", ".join(f"{a:.3f}" for a in acc)} |')
   return '\n'.join(lines) + '\n'
 
@@ -164,12 +178,16 @@ def plot(results: dict, path: pathlib.Path) -> None:
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   rows, s = results['seeds'], results['setting']
-  acc = [np.array([r[m] for r in rows]) for m in METHODS]
-  fig, ax = plt.subplots(figsize=(6, 3.5))
-  ax.bar(range(len(METHODS)), [a.mean() for a in acc], yerr=[a.std() for a in acc], capsize=4)
+  names = methods(rows)
+  acc = [np.array([r[m] for r in rows]) for m in names]
+  fig, ax = plt.subplots(figsize=(7, 3.8))
+  ax.bar(range(len(names)), [a.mean() for a in acc], yerr=[a.std() for a in acc], capsize=4)
   for i, a in enumerate(acc):
     ax.plot([i] * len(a), a, 'k.', alpha=0.6)
-  ax.set_xticks(range(len(METHODS)), [LABELS[m].split(' (')[0] for m in METHODS], rotation=15)
+  short = {'tradaboost': 'TrAdaBoost\n(uniform start)',
+           'tradaboost_balanced': 'TrAdaBoost\n(balanced start)'}
+  ax.set_xticks(range(len(names)), [short.get(m, LABELS[m].split(' (')[0]) for m in names],
+                rotation=15, fontsize=8)
   ax.set_ylabel('target test accuracy')
   ax.set_ylim(0, 1)
   ax.set_title(f'{s["source"]} -> {s["target"]}, {s["shots"]}-shot, mean ± std over seeds',

@@ -73,15 +73,20 @@ def test_tradaboost_experiment_from_config_to_table(vit_dir, data_dir, tmp_path)
     assert r['labelled_target'] == 3 * 10 and r['source_examples'] == num_source
     assert all(0.0 <= r[m] <= 1.0 for m in tradaboost_exp.METHODS)
     assert len(r['tradaboost_target_errors']) == 4
+    # The balanced start gives the target half the weight mass; uniform gives it 30/(30 + N).
+    assert r['tradaboost_balanced_source_weight_share'] < r['tradaboost_source_weight_share']
   # The source-only probe never sees the k-shot draw; the target-only probe does.
   assert rows[0]['source_only'] == rows[1]['source_only']
   # Features computed once per split (source train, target train, target test) and cached.
   assert len(list((tmp_path / 'cache').glob('*.npz'))) == 3
 
   table = tradaboost_exp.write_outputs(results, tmp_path / 'out')
+  assert table.count('\n| ') == 1 + len(tradaboost_exp.METHODS)  # header + one row each
   for method in tradaboost_exp.METHODS:
     acc = np.array([r[method] for r in rows])
-    assert f'| {tradaboost_exp.LABELS[method]} | {acc.mean():.3f} ± {acc.std():.3f} |' in table
+    label = tradaboost_exp.LABELS[method].split(' (')[0]
+    assert any(line.startswith(f'| {label}') and f'| {acc.mean():.3f} ± {acc.std():.3f} |' in line
+               for line in table.splitlines()), (method, table)
   assert json.loads((tmp_path / 'out' / 'results.json').read_text())['seeds'] == rows
   assert (tmp_path / 'out' / 'tradaboost.png').stat().st_size > 0
 

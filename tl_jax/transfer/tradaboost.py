@@ -32,6 +32,9 @@ def default_config() -> mlc.ConfigDict:
       l2=1e-3,  # base learner (weighted softmax regression): L2 on the weights
       steps=300,  # base learner: full-batch Adam steps per fit
       learning_rate=0.1,
+      # Second TrAdaBoost row: the target examples start with this share of the weight mass
+      # (0 = no such row; the first row always starts uniform per example, as the paper).
+      balanced_target_share=0.5,
       shots=5,  # labelled target examples per class (drawn from the target train split)
       seeds=(0, 1, 2),  # one k-shot draw per seed
       standardize=True,  # features standardised with the source-train mean/std
@@ -83,14 +86,27 @@ class TrAdaBoost:
 
 def tradaboost(x_s: np.ndarray, y_s: np.ndarray, x_t: np.ndarray, y_t: np.ndarray, *,
                num_classes: int, rounds: int = 20, l2: float = 1e-3,
-               steps: int = 300, lr: float = 0.1) -> TrAdaBoost:
-  """Boosts on labelled source (x_s, y_s) and the few labelled target examples (x_t, y_t)."""
+               steps: int = 300, lr: float = 0.1,
+               initial_target_share: float | None = None) -> TrAdaBoost:
+  """Boosts on labelled source (x_s, y_s) and the few labelled target examples (x_t, y_t).
+
+  initial_target_share: None starts from uniform weights per example (the paper's choice);
+  s in (0, 1) gives the target examples together the share s of the starting weight mass
+  (the paper allows any start). With few target examples the uniform start lets the source
+  dominate the learner, whose target error then stays >= 1/2, where the update stalls.
+  """
   n_s, n_t = len(x_s), len(x_t)
   if n_t == 0:
     raise ValueError('TrAdaBoost needs some labelled target examples (x_t, y_t)')
   x = jnp.asarray(np.concatenate([x_s, x_t]), jnp.float32)
   y = jnp.asarray(np.concatenate([y_s, y_t]), jnp.int32)
   weights = np.ones(n_s + n_t)
+  if initial_target_share is not None:
+    if not 0.0 < initial_target_share < 1.0:
+      raise ValueError(f'initial_target_share={initial_target_share}: must be in (0, 1), or '
+                       'None for uniform weights per example')
+    weights[:n_s] = (1.0 - initial_target_share) / n_s
+    weights[n_s:] = initial_target_share / n_t
   beta = 1.0 / (1.0 + math.sqrt(2.0 * math.log(n_s) / rounds))
   learners, alphas, errors = [], [], []
   for t in range(rounds):
