@@ -103,7 +103,7 @@ def test_presets_read_the_same_for_bert_and_vit(make):
   assert frozen_names(params, freezing.head_only()) == names - heads
   with pytest.raises(freezing.FreezingError, match=r'K must be an integer in \[0, 3\]'):
     freezing.resolve_rules('bottom:4', params)
-  with pytest.raises(freezing.FreezingError, match='valid: all, head_only, bottom:K, top:K'):
+  with pytest.raises(freezing.FreezingError, match='valid: all, head_only, lora, bottom:K, top:K'):
     freezing.resolve_rules('middle', params)
 
 
