@@ -1,7 +1,14 @@
 """Importance weights recover a known density ratio: source N(0, 1), target N(0.5, 0.7²), so
 w(x) = p_T(x)/p_S(x) is known in closed form. The domain classifier of the
 'importance_weighting' objective (trained through the objective), KMM and KLIEP must all
-correlate with it; the objective's weights must then reweight the source loss."""
+correlate with it; the objective's weights must then reweight the source loss. With
+estimator='kmm'/'kliep' the objective re-estimates the weights in the step on the global batch:
+the same on 1 and 8 devices, blind to padding rows, equal to the estimator called directly, and
+reachable through TrainCore (no classifier params) and the config arg."""
+
+import functools
+import importlib.util
+import pathlib
 
 import numpy as np
 import jax
@@ -10,7 +17,11 @@ import optax
 import pytest
 
 from tl_jax.config import base_config
+from tl_jax.models import BertConfig, BertModel
 from tl_jax.models.outputs import ModelOutput
+from tl_jax.train import parallel
+from tl_jax.train.step import TrainCore
+from tl_jax.transfer import freezing
 from tl_jax.transfer import importance
 from tl_jax.transfer import objectives
 
@@ -114,3 +125,167 @@ def test_weighted_source_loss_follows_the_weights():
   np.testing.assert_allclose(m['importance/weighted_source_loss'], np.sum(r * ce) / np.sum(r),
                              rtol=1e-5)
   np.testing.assert_allclose(m['source/loss'], ce.mean(), rtol=1e-5)
+
+
+# -------------------------------------------------------------------------------------------
+# KMM / KLIEP inside the step: estimated on the global batch gathered over the data axis.
+# -------------------------------------------------------------------------------------------
+
+G = 128  # global batch per domain (16 rows per device on 8 devices)
+
+
+def estimator_config(estimator, **kw):
+  config = base_config()
+  config.data.source.name = 'synthetic'
+  config.data.target.labeled = False
+  config.transfer.objectives = ('importance_weighting',)
+  config.transfer.importance = importance.default_config()
+  # The default iteration counts (what training runs); no clipping, to compare exactly.
+  config.transfer.importance.update(**{'estimator': estimator, 'max_weight': 1e6,
+                                       'kliep_centres': G, **kw})
+  return config
+
+
+def in_step(config, x_s, x_t, devices, mask_s=None, mask_t=None):
+  """(loss, metrics, per-row source weights) of the objective run per device under shard_map,
+  the way the train step runs it. The weights are read off the gradient of the loss w.r.t. the
+  source logits: with zero logits over 2 classes and label 0, dL/dlogit_i0 = -½·λ·w_i / N."""
+  n = x_s.shape[0]
+  mask_s = np.ones(n, bool) if mask_s is None else mask_s
+  mask_t = np.ones(n, bool) if mask_t is None else mask_t
+  joint = objectives.from_config(config)
+
+  def loss(logits_s, f_s, f_t, m_s, m_t):
+    outputs = {'source': ModelOutput(f_s, f_s, logits=logits_s),
+               'target': ModelOutput(f_t, f_t, logits=jnp.zeros_like(logits_s))}
+    batches = {'source': {'label': jnp.zeros(f_s.shape[0], jnp.int32), 'mask': m_s},
+               'target': {'label': -jnp.ones(f_t.shape[0], jnp.int32), 'mask': m_t}}
+    ctx = objectives.Context(outputs=outputs, batches=batches, params={}, trainable={},
+                             pretrained=None, step=jnp.int32(0), lam=jnp.float32(1.0),
+                             config=config, axis_name='data')
+    return joint(ctx)
+
+  def per_device(*args):
+    (value, metrics), grads = jax.value_and_grad(loss, has_aux=True)(*args)
+    return jax.lax.pmean((value, metrics), 'data'), grads
+
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ('data',))
+  spec = jax.sharding.PartitionSpec('data')
+  fn = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=spec,
+                             out_specs=(jax.sharding.PartitionSpec(), spec)))
+  (value, metrics), grads = fn(jnp.zeros((n, 2)), jnp.asarray(x_s), jnp.asarray(x_t),
+                               jnp.asarray(mask_s), jnp.asarray(mask_t))
+  # Per device, ctx.mean divides by the global count / devices; the step pmeans afterwards.
+  weights = -2.0 * np.asarray(grads)[:, 0] * mask_s.sum() / devices
+  return float(value), jax.device_get(metrics), weights
+
+
+@pytest.fixture(scope='module')
+def global_batch():
+  rs = np.random.RandomState(1)
+  x_s = rs.randn(G, 1).astype(np.float32)
+  x_t = (MU_T + SD_T * rs.randn(G, 1)).astype(np.float32)
+  true = normal_pdf(x_s[:, 0], MU_T, SD_T) / normal_pdf(x_s[:, 0], 0.0, 1.0)
+  return x_s, x_t, true
+
+
+@pytest.mark.parametrize('estimator', ['kmm', 'kliep'])
+def test_in_step_weights_recover_the_ratio_on_any_device_count(estimator, global_batch):
+  """The objective's weights on 1 and 8 devices: the same global estimate, padding ignored,
+  equal to the estimator called directly on the global batch, close to the true ratio."""
+  x_s, x_t, true = global_batch
+  pad_s, pad_t = [1, 2, 3, 9, 30, 100], [0, 64, 127]  # spread unevenly over the devices
+  mask_s, mask_t = np.ones(G, bool), np.ones(G, bool)
+  mask_s[pad_s], mask_t[pad_t] = False, False
+  x_s, x_t = x_s.copy(), x_t.copy()
+  x_s[pad_s], x_t[pad_t] = 50.0, -50.0  # padding rows that would move every weight if they counted
+  config = estimator_config(estimator)
+  one = in_step(config, x_s, x_t, 1, mask_s, mask_t)
+  loss, metrics, w = in_step(config, x_s, x_t, 8, mask_s, mask_t)
+  np.testing.assert_allclose(loss, one[0], rtol=1e-5, atol=1e-5)
+  for k in one[1]:
+    np.testing.assert_allclose(metrics[k], one[1][k], rtol=1e-5, atol=1e-5, err_msg=k)
+  # XLA compiles the gathered (8) and the local (1) program with different fusions, so a Gram
+  # entry can differ by 1 ulp; KMM's 300 projected-gradient steps amplify that to ~4e-5.
+  tol = 1e-4 if estimator == 'kmm' else 1e-5
+  np.testing.assert_allclose(w, one[2], rtol=tol, atol=tol)
+
+  assert np.all(w[pad_s] == 0)
+  assert corr(w[mask_s], true[mask_s]) > 0.8, corr(w[mask_s], true[mask_s])
+  assert 'importance/domain_loss' not in metrics  # no classifier with these estimators
+  assert 0.2 < metrics['importance/effective_sample_fraction'] < 1.0
+  cfg = config.transfer.importance
+  fit = (functools.partial(importance.kmm_weights, steps=cfg.kmm_steps) if estimator == 'kmm'
+         else functools.partial(importance.kliep_weights, steps=cfg.kliep_steps,
+                                num_centres=cfg.kliep_centres))
+  # Called directly on the same global batch: the same iterates up to float rounding (the
+  # objective self-normalises them over the real rows).
+  fit = jax.jit(fit)  # one program (eagerly, every small op would compile on its own)
+  direct = np.asarray(fit(x_s, x_t, w_s=mask_s, w_t=mask_t))
+  np.testing.assert_allclose(w, direct / direct[mask_s].mean(), rtol=1e-3, atol=1e-4)
+  # ... and on the real rows alone: padding changes nothing.
+  alone = np.asarray(fit(x_s[mask_s], x_t[mask_t]))
+  np.testing.assert_allclose(direct[mask_s], alone, rtol=1e-3, atol=1e-4)
+
+
+# -------------------------------------------------------------------------------------------
+# Reachable from a config: TrainCore steps with estimator='kmm', and bad estimator names.
+# -------------------------------------------------------------------------------------------
+
+def tiny_bert():
+  module = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2,
+                                intermediate_size=32, max_position_embeddings=8, num_classes=3,
+                                dropout_rate=0.0, attention_dropout_rate=0.0, pooling='mean'))
+  return module, jax.jit(module.init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))['params']
+
+
+def text_batches(step, n=32):
+  """Source tokens from the lower half of the vocabulary, target tokens shifted up: a shift."""
+  rs = np.random.RandomState(step)
+  source = {'input_ids': rs.randint(1, 30, (n, 8)).astype(np.int32),
+            'attention_mask': np.ones((n, 8), np.int32),
+            'label': rs.randint(0, 3, n).astype(np.int32), 'mask': np.ones(n, bool)}
+  target = dict(source, input_ids=rs.randint(15, 50, (n, 8)).astype(np.int32),
+                label=-np.ones(n, np.int32))
+  source['mask'][[3, 17]] = False  # padding rows on two devices
+  return {'source': source, 'target': target}
+
+
+def test_kmm_trains_through_train_core_on_8_devices():
+  """Two real train steps with estimator='kmm' (the device-count check is the test above)."""
+  config = estimator_config('kmm', max_weight=10.0)
+  config.train.num_steps = 2
+  config.optimizer.warmup_steps = 0
+  module, params = tiny_bert()
+  core = TrainCore(config, module, params,
+                   launcher=parallel.make_launcher('shard_map', jax.devices()))
+  state = core.init_state(params, rng=0)
+  for step in range(2):
+    state, m = core.train_step(state, text_batches(step))
+    m = core.host_metrics(m)
+    assert m['is_finite'] == 1.0
+    assert 0.0 < m['importance/effective_sample_fraction'] < 1.0  # the weights vary
+    assert m['importance/weighted_source_loss'] != pytest.approx(m['source/loss'], rel=1e-4)
+  trained = freezing.flatten(jax.device_get(core.to_host(state).params))
+  assert not any(n.startswith(objectives.PARAMS_KEY) for n in trained)  # no domain classifier
+  init = freezing.flatten(params)
+  assert sum(not np.array_equal(trained[n], init[n]) for n in init) > len(init) // 2
+
+
+def test_unknown_estimator_is_one_clear_error():
+  config = estimator_config('kmx')
+  with pytest.raises(importance.ImportanceConfigError,
+                     match="'kmx' is unknown; valid: classifier, kmm, kliep"):
+    TrainCore(config, *tiny_bert())
+  with pytest.raises(importance.ImportanceConfigError, match='valid: classifier, kmm, kliep'):
+    importance_digits_config('kmx')
+  assert importance_digits_config('kliep').transfer.importance.estimator == 'kliep'
+  assert importance_digits_config(None).transfer.importance.estimator == 'classifier'
+
+
+def importance_digits_config(arg):
+  path = pathlib.Path(__file__).resolve().parent.parent / 'configs' / 'importance_digits.py'
+  spec = importlib.util.spec_from_file_location('importance_digits', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)

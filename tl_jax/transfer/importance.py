@@ -76,15 +76,16 @@ def gaussian_gram(x: jax.Array, y: jax.Array, sigma: float | jax.Array) -> jax.A
                  / (2.0 * sigma ** 2))
 
 
-def _rows(n: int, w: jax.Array | None) -> jax.Array:
-  return jnp.ones(n, jnp.float32) if w is None else w.astype(jnp.float32)
+def _rows(x: jax.Array, w: jax.Array | None) -> jax.Array:
+  """w as float32, or 1 per row of x (per device like x under shard_map: loop carries must be)."""
+  return jnp.ones_like(x[:, 0], jnp.float32) if w is None else w.astype(jnp.float32)
 
 
 def median_sigma(x: jax.Array, y: jax.Array, w_x: jax.Array | None = None,
                  w_y: jax.Array | None = None) -> jax.Array:
   """The median heuristic bandwidth over all pairs of the pooled real rows (w = 0: padding)."""
   z = jnp.concatenate([x, y]).astype(jnp.float32)
-  real = jnp.concatenate([_rows(x.shape[0], w_x), _rows(y.shape[0], w_y)]) > 0
+  real = jnp.concatenate([_rows(x, w_x), _rows(y, w_y)]) > 0
   d = jnp.where(real[:, None] & real[None, :], mmd_lib.sq_distances(z, z), jnp.nan)
   return jnp.sqrt(0.5 * jnp.nanmedian(d) + 1e-12)
 
@@ -94,7 +95,7 @@ def kmm_weights(x_s: jax.Array, x_t: jax.Array, *, sigma: float | jax.Array | No
                 w_s: jax.Array | None = None, w_t: jax.Array | None = None) -> jax.Array:
   """Kernel mean matching weights β of the source rows (mean ≈ 1). w_s / w_t: 1 for a real
   row, 0 for padding (padding rows take no part and get β = 0); shapes stay static."""
-  m_s, m_t = _rows(x_s.shape[0], w_s), _rows(x_t.shape[0], w_t)
+  m_s, m_t = _rows(x_s, w_s), _rows(x_t, w_t)
   n_s, n_t = jnp.sum(m_s), jnp.sum(m_t)
   sigma = median_sigma(x_s, x_t, m_s, m_t) if sigma is None else sigma
   eps = (jnp.sqrt(n_s) - 1) / jnp.sqrt(n_s) if eps is None else eps
@@ -118,7 +119,7 @@ def kliep_fit(x_s: jax.Array, x_t: jax.Array, *, sigma: float | jax.Array | None
               w_s: jax.Array | None = None, w_t: jax.Array | None = None):
   """KLIEP: returns w(x) as a function, with centres = the first `num_centres` target rows.
   w_s / w_t: 1 for a real row, 0 for padding (padding rows and centres take no part)."""
-  m_s, m_t = _rows(x_s.shape[0], w_s), _rows(x_t.shape[0], w_t)
+  m_s, m_t = _rows(x_s, w_s), _rows(x_t, w_t)
   sigma = median_sigma(x_s, x_t, m_s, m_t) if sigma is None else sigma
   centres, m_c = x_t[:num_centres], m_t[:num_centres]
   a = gaussian_gram(x_t, centres, sigma)  # (n_t, b)
@@ -139,7 +140,7 @@ def kliep_fit(x_s: jax.Array, x_t: jax.Array, *, sigma: float | jax.Array | None
 
 def kliep_weights(x_s: jax.Array, x_t: jax.Array, **kw) -> jax.Array:
   """KLIEP's w at the source rows (0 on padding rows when w_s is given)."""
-  return kliep_fit(x_s, x_t, **kw)(x_s) * _rows(x_s.shape[0], kw.get('w_s'))
+  return kliep_fit(x_s, x_t, **kw)(x_s) * _rows(x_s, kw.get('w_s'))
 
 
 # -------------------------------------------------------------------------------------------
