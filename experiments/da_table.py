@@ -48,6 +48,8 @@ LABELS = {'source_only': 'Source only', 'dann': 'DANN', 'mmd': 'MMD (DAN, multi-
           'importance': 'Importance weighting (domain classifier)',
           'importance_kmm': 'Importance weighting (KMM)',
           'importance_kliep': 'Importance weighting (KLIEP)'}
+SHORT = {'importance': 'IW (classifier)', 'importance_kmm': 'IW (KMM)',
+         'importance_kliep': 'IW (KLIEP)'}  # plot ticks where the labels' heads coincide
 VIT = dict(model_type='vit', architectures=['ViTModel'], image_size=16, patch_size=4,
            num_channels=1, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
            intermediate_size=128, hidden_act='gelu', layer_norm_eps=1e-12,
@@ -108,7 +110,7 @@ def plot(results: dict, path: pathlib.Path) -> None:
   fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 3.5))
   ax.bar(x - 0.2, [v.mean() for v in t], 0.4, yerr=[v.std() for v in t], label='target (rotated)')
   ax.bar(x + 0.2, [v.mean() for v in s], 0.4, yerr=[v.std() for v in s], label='source')
-  ax.set_xticks(x, [LABELS[m].split(' (')[0] for m in names], rotation=20)
+  ax.set_xticks(x, [SHORT.get(m, LABELS[m].split(' (')[0]) for m in names], rotation=20)
   ax.set_ylabel('test accuracy')
   ax.set_ylim(0, 1)
   ax.legend(loc='upper left', bbox_to_anchor=(1.0, 1.0))
