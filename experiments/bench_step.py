@@ -8,7 +8,8 @@ steps of every case in turn, so machine load hits all alike); the table gives me
            optax clip + adamw (frozen: multi_transform with set_to_zero), jit with donation.
   torch    transformers BertModel + dropout + Linear, torch.optim.AdamW, clip_grad_norm_
            (frozen: requires_grad=False); bf16 = torch.autocast('cpu', bfloat16).
-Modes: full fine-tune, and bottom-4-of-6 frozen (embeddings + layers 0-3). `ideal` for the frozen
+Modes: full fine-tune, bottom-4-of-6 frozen (embeddings + layers 0-3), and (tl_jax only) lora:
+rank-8 adapters on query/value with the backbone frozen (freeze_preset 'lora'). `ideal` for the frozen
 mode = forward of the whole model + (step - forward) of the trainable top alone fed the frozen
 part's output (tl_jax's start_layer path): forward everywhere, backward only where it trains.
 Dropout 0.1 (train mode) everywhere, pooler ([CLS] dense+tanh) -> 5 classes.
@@ -91,11 +92,13 @@ def moment_bytes(opt_state) -> int:
 # The model and data
 # ------------------------------------------------------------------------------------------
 
-def model_and_params(name: str, dtype: str):
+def model_and_params(name: str, dtype: str, lora_rank: int = 0):
   if name == 'minilm':
-    return load_pretrained('minilm', num_classes=NUM_CLASSES, pooling='pooler', dtype=dtype)
+    return load_pretrained('minilm', num_classes=NUM_CLASSES, pooling='pooler', dtype=dtype,
+                           lora_rank=lora_rank)
   if name == 'bert-base':
-    module = BertModel(BertConfig(num_classes=NUM_CLASSES, pooling='pooler', dtype=dtype))
+    module = BertModel(BertConfig(num_classes=NUM_CLASSES, pooling='pooler', dtype=dtype,
+                                  lora_rank=lora_rank))
     params = jax.jit(module.init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))['params']
     return module, params
   raise ValueError(f'--model={name!r}: use minilm or bert-base')
@@ -115,7 +118,8 @@ def trainer_config(mode: str):
   config = base_config()
   config.train.num_steps = 10_000
   config.optimizer.learning_rate = 5e-5
-  config.transfer.freeze_preset = 'all' if mode == 'full' else f'bottom:{FROZEN_LAYERS}'
+  config.transfer.freeze_preset = {'full': 'all', 'lora': 'lora'}.get(
+      mode, f'bottom:{FROZEN_LAYERS}')
   return config
 
 
@@ -328,7 +332,11 @@ def main():
     for mode in modes:
       for fw in frameworks:
         rss0 = rss_peak_mb()
-        if fw == 'tl_jax':
+        if mode == 'lora' and fw != 'tl_jax':
+          continue  # no LoRA in the peers' stock models (PEFT is not installed)
+        if mode == 'lora':
+          case, _ = tl_jax_case(*model_and_params(args.model, dtype, lora_rank=8), data, mode)
+        elif fw == 'tl_jax':
           case, _ = tl_jax_case(module, params, data, mode)
         elif fw == 'hf_flax':
           case = hf_flax_case(module, params, data, mode, dtype)
