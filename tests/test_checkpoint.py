@@ -376,3 +376,18 @@ def test_config_fingerprint_reads_the_model_and_data_sections():
   assert fingerprint["num_classes"] == 5
   config.optimizer.learning_rate = 1.0  # hyper-parameters may change on resume
   assert workdir_lib.config_fingerprint(config, num_classes=5) == fingerprint
+
+
+def test_config_of_a_run_saved_before_a_key_existed_loads_over_the_defaults(tmp_path):
+  from tl_jax.config import base_config
+  from tl_jax.train import loop
+  saved = base_config().to_dict()
+  del saved['model']['lora_rank']  # a key added after this run was trained
+  saved['model']['name'] = 'runs/some_vit'
+  saved['transfer']['coral'] = {'weight': 10.0}  # a method section the defaults lack
+  (tmp_path / 'config.json').write_text(json.dumps(saved, default=list))
+  config = loop.saved_config(tmp_path)
+  assert config.model.lora_rank == 0 and config.model.name == 'runs/some_vit'
+  assert config.transfer.coral.weight == 10.0
+  with pytest.raises(FileNotFoundError, match='train first'):
+    loop.saved_config(tmp_path / 'nothing')

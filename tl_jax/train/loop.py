@@ -20,6 +20,7 @@ import ml_collections as mlc
 import numpy as np
 
 from tl_jax import data as data_lib
+from tl_jax import config as config_lib
 from tl_jax import experiment
 from tl_jax import models
 from tl_jax.train import checkpoint as checkpoint_lib
@@ -273,13 +274,20 @@ def _check_finite(core: step_lib.TrainCore, step: int, metrics) -> None:
         'the data.')
 
 
-def evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
-  """Evaluates the latest checkpoint of a run with the config it was trained with."""
-  import pathlib
+def saved_config(workdir: str | os.PathLike) -> mlc.ConfigDict:
+  """The config a run was trained with, read over today's defaults, so a run saved before a
+  config key existed still loads (with that key at its default)."""
   saved = pathlib.Path(workdir) / workdir_lib.CONFIG_FILE
   if not saved.exists():
     raise FileNotFoundError(f'{workdir} holds no tl_jax run ({saved.name} missing): train first')
-  config = mlc.ConfigDict(json.loads(saved.read_text()))
+  config = config_lib.base_config()
+  config.update(json.loads(saved.read_text()))
+  return config
+
+
+def evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
+  """Evaluates the latest checkpoint of a run with the config it was trained with."""
+  config = saved_config(workdir)
   pieces = experiment.build(config)
   core = step_lib.TrainCore(config, pieces.module, pieces.params,
                             pretrained_params=pieces.params)
