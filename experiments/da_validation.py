@@ -93,30 +93,15 @@ def find_runs(runs_dir: str | os.PathLike) -> list[pathlib.Path]:
 
 
 def restore_run(workdir: pathlib.Path):
-  """(config, module, model params, step) of the run's latest checkpoint, restored the way
-  `tl-jax eval` restores it (tl_jax/train/loop.py evaluate)."""
-  from tl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from tl_jax import experiment  # pylint: disable=g-import-not-at-top
-  from tl_jax.train import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  """(config, module, model params, step) of the run's latest checkpoint, restored as
+  `tl-jax eval` restores it (tl_jax/train/loop.py restore_run)."""
   from tl_jax.train import loop  # pylint: disable=g-import-not-at-top
-  from tl_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
-  from tl_jax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from tl_jax.transfer import objectives  # pylint: disable=g-import-not-at-top
-  # The saved config over today's defaults: keys added to the code after the run was trained
-  # (e.g. model.lora_rank) keep their default instead of failing the build.
-  config = config_lib.base_config()
-  config.update(json.loads((workdir / workdir_lib.CONFIG_FILE).read_text()))
-  pieces = experiment.build(config)
-  core = step_lib.TrainCore(config, pieces.module, pieces.params,
-                            pretrained_params=pieces.params)
-  ckpt = checkpoint_lib.Checkpointer.from_config(workdir / 'checkpoints', config.train)
   try:
-    restored = ckpt.restore_latest(lambda meta: loop.restore_template(core, meta['step']))
-  finally:
-    ckpt.close()
-  if restored is None:
-    raise RunsMissingError(f'{workdir} has no complete checkpoint: rerun it (python '
-                           'experiments/da_table.py) or remove it')
+    config, pieces, _, restored = loop.restore_run(workdir)
+  except FileNotFoundError as e:
+    raise RunsMissingError(f'{e}: rerun it (python experiments/da_table.py) or remove '
+                           'it') from None
   # The model's own params: method-owned ones (discriminators, ...) are not part of it.
   return config, pieces.module, objectives.module_params(restored.state.params), restored.step
 

@@ -285,21 +285,31 @@ def saved_config(workdir: str | os.PathLike) -> mlc.ConfigDict:
   return config
 
 
-def evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
-  """Evaluates the latest checkpoint of a run with the config it was trained with."""
+def restore_run(workdir: str | os.PathLike):
+  """(config, pieces, core, restored) of a run's latest complete checkpoint, rebuilt with the
+  config it was trained with; restored.state holds its params (method-owned ones included)."""
   config = saved_config(workdir)
   pieces = experiment.build(config)
   core = step_lib.TrainCore(config, pieces.module, pieces.params,
                             pretrained_params=pieces.params)
+  ckpt = checkpoint_lib.Checkpointer.from_config(pathlib.Path(workdir) / 'checkpoints',
+                                                 config.train)
+  try:
+    restored = ckpt.restore_latest(lambda meta: restore_template(core, meta['step']))
+  finally:
+    ckpt.close()
+  if restored is None:
+    raise FileNotFoundError(f'{workdir} has no complete checkpoint to evaluate')
+  return config, pieces, core, restored
+
+
+def evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
+  """Evaluates the latest checkpoint of a run with the config it was trained with."""
+  del config  # the run's own config decides
+  config, pieces, core, restored = restore_run(workdir)
   evals = data_lib.build_eval_batches(
       config.data, tokenizer=pieces.tokenizer, image_size=_image_size(config, pieces.module),
       num_devices=core.launcher.num_devices)
-  ckpt = checkpoint_lib.Checkpointer.from_config(pathlib.Path(workdir) / 'checkpoints',
-                                                 config.train)
-  restored = ckpt.restore_latest(lambda meta: restore_template(core, meta['step']))
-  ckpt.close()
-  if restored is None:
-    raise FileNotFoundError(f'{workdir} has no complete checkpoint to evaluate')
   state = core.to_devices(restored.state)
   results = evaluate_params(core, state.params, evals)
   print(f'eval @ step {restored.step}:')
