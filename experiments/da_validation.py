@@ -300,12 +300,8 @@ def plot(results: dict, path: pathlib.Path) -> None:
 
 
 def write_outputs(results: dict, out: pathlib.Path) -> str:
-  out.mkdir(parents=True, exist_ok=True)
-  table = markdown(results)
-  (out / 'table.md').write_text(table)
-  (out / 'results.json').write_text(json.dumps(results, indent=1))
-  plot(results, out / 'da_validation.png')
-  return table
+  from tl_jax import report  # pylint: disable=g-import-not-at-top
+  return report.write(out, markdown(results), results, plot=plot, figure='da_validation.png')
 
 
 def main(argv):

@@ -21,7 +21,6 @@ export is missing, this script pre-trains it first with that script's own code (
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import sys
@@ -199,12 +198,8 @@ def plot(results: dict, path: pathlib.Path) -> None:
 
 
 def write_outputs(results: dict, out: pathlib.Path) -> str:
-  out.mkdir(parents=True, exist_ok=True)
-  table = markdown(results)
-  (out / 'table.md').write_text(table)
-  (out / 'results.json').write_text(json.dumps(results, indent=1))
-  plot(results, out / 'tradaboost.png')
-  return table
+  from tl_jax import report  # pylint: disable=g-import-not-at-top
+  return report.write(out, markdown(results), results, plot=plot, figure='tradaboost.png')
 
 
 def main(argv):

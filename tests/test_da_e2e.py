@@ -38,13 +38,17 @@ def load_config(method):
   return module.get_config()
 
 
-@pytest.fixture(scope='module')
-def vit_dir(tmp_path_factory):
-  directory = tmp_path_factory.mktemp('tiny_vit')
+def write_tiny_vit(directory, seed: int):
+  """A random TINY_VIT saved in HF layout in `directory` (what config.model.name points at)."""
   (directory / 'config.json').write_text(json.dumps(TINY_VIT))
-  module, params = models.load_pretrained(str(directory), init='random', seed=1)
+  module, params = models.load_pretrained(str(directory), init='random', seed=seed)
   models.save_pretrained(module, params, directory)
   return directory
+
+
+@pytest.fixture(scope='module')
+def vit_dir(tmp_path_factory):
+  return write_tiny_vit(tmp_path_factory.mktemp('tiny_vit'), seed=1)
 
 
 @pytest.mark.parametrize('method', list(CONFIGS))
@@ -74,6 +78,13 @@ def combined_config(vit_dir, data_dir, steps):
   config.transfer.objectives = tuple(names)
   config.transfer.dann.hidden = config.transfer.cdan.hidden = (8,)
   config.transfer.mdd.hidden = (8,)
+  config = shrunk(config, vit_dir, data_dir, steps)
+  config.train.checkpoint_every = 1
+  return config
+
+
+def shrunk(config, vit_dir, data_dir, steps):
+  """A digits DA config cut down for tests: the tiny ViT, batch 8, `steps` steps, one eval."""
   config.model.name = str(vit_dir)
   config.model.init = 'pretrained'
   config.data.data_dir = data_dir
@@ -84,7 +95,6 @@ def combined_config(vit_dir, data_dir, steps):
   config.train.num_steps = steps
   config.train.log_every = 1
   config.train.eval_every = steps
-  config.train.checkpoint_every = 1
   config.optimizer.warmup_steps = 0
   return config
 

@@ -14,16 +14,12 @@ import numpy as np
 import pytest
 
 from fixtures_data import prepared_data_dir  # noqa: F401 (fixture)
+from test_da_e2e import shrunk, write_tiny_vit
 from tl_jax import models
 from tl_jax.data import sources
 from tl_jax.train import loop
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-TINY_VIT = dict(model_type='vit', architectures=['ViTModel'], image_size=8, patch_size=4,
-                num_channels=1, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                intermediate_size=32, hidden_act='gelu', layer_norm_eps=1e-12,
-                initializer_range=0.02, hidden_dropout_prob=0.0,
-                attention_probs_dropout_prob=0.0, qkv_bias=True)
 TARGET = 'digits/rotated'
 
 
@@ -40,11 +36,7 @@ da_validation = load_file(REPO / 'experiments' / 'da_validation.py', 'da_validat
 
 @pytest.fixture(scope='module')
 def vit_dir(tmp_path_factory):
-  directory = tmp_path_factory.mktemp('tiny_vit')
-  (directory / 'config.json').write_text(json.dumps(TINY_VIT))
-  module, params = models.load_pretrained(str(directory), init='random', seed=3)
-  models.save_pretrained(module, params, directory)
-  return directory
+  return write_tiny_vit(tmp_path_factory.mktemp('tiny_vit'), seed=3)
 
 
 @pytest.fixture(scope='module')
@@ -101,15 +93,8 @@ def runs_dir(vit_dir, data_dir, tmp_path_factory):
   for method, seed in (('source_only', 0), ('coral', 1)):
     config = load_file(REPO / 'configs' / f'{method}_digits.py', f'{method}_cfg').get_config()
     config.seed = config.data.shuffle_seed = seed
-    config.model.name = str(vit_dir)
-    config.model.init = 'pretrained'
-    config.data.data_dir = data_dir
-    config.data.batch_size = 8
-    config.data.eval_batch_size = 512
-    config.data.read_threads = 1
-    config.data.prefetch_batches = 1
-    config.train.update(dict(num_steps=2, log_every=1, eval_every=2, export_hf=False))
-    config.optimizer.warmup_steps = 0
+    config = shrunk(config, vit_dir, data_dir, steps=2)
+    config.train.export_hf = False
     config.optimizer.learning_rate = 1e-2  # two steps that move the weights off the init
     loop.train(config, str(runs / f'{method}_s{seed}'))
   # A run still training (no final eval yet) and an old copy: neither is scored.

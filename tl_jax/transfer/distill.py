@@ -166,18 +166,24 @@ def _token_mask(batch: Mapping[str, jax.Array], hidden: jax.Array) -> jax.Array 
   return m if rows is None else m * rows[:, None]
 
 
+def chosen_layers(cfg: mlc.ConfigDict, key: str, n: int, what: str) -> tuple[int, ...]:
+  """cfg[key] as ints, each checked against the n per-layer outputs the model returned."""
+  layers = tuple(int(i) for i in cfg[key])
+  bad = [i for i in layers if not 0 <= i < n]
+  if bad:
+    raise objectives.ObjectiveError(f'transfer.distill.{key} {list(bad)} out of range: the model '
+                                    f'has {n} {what} (0 .. {n - 1})')
+  return layers
+
+
 @objectives.register('hidden_distill', needs=('pretrained', 'hidden_states'))
 def hidden_distill(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
   cfg = settings(ctx)
   student = ctx.outputs[cfg.domain].hidden_states
-  n = len(student)
-  bad = [i for i in cfg.layers if not 0 <= int(i) < n]
-  if bad:
-    raise objectives.ObjectiveError(f'transfer.distill.layers {bad} out of range: the model has '
-                                    f'{n} hidden states (0 = embeddings .. {n - 1})')
+  layers = chosen_layers(cfg, 'layers', len(student), 'hidden states (0 = embeddings)')
   teacher = teacher_outputs(ctx, cfg.domain).hidden_states
   mse = hidden_state_mse(student, teacher, _token_mask(ctx.batches[cfg.domain], student[0]),
-                         tuple(int(i) for i in cfg.layers))
+                         layers)
   return float(cfg.hidden_weight) * mse, {'distill/hidden_mse': mse}
 
 
@@ -207,13 +213,8 @@ def attention_kl(student: tuple[jax.Array, ...], teacher: tuple[jax.Array, ...],
 def attention_distill(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
   cfg = settings(ctx)
   student = ctx.outputs[cfg.domain].attentions
-  n = len(student)
-  bad = [i for i in cfg.attention_layers if not 0 <= int(i) < n]
-  if bad:
-    raise objectives.ObjectiveError(f'transfer.distill.attention_layers {bad} out of range: '
-                                    f'the model has {n} layers (0 .. {n - 1})')
+  layers = chosen_layers(cfg, 'attention_layers', len(student), 'layers')
   teacher = teacher_outputs(ctx, cfg.domain).attentions
   hidden = ctx.outputs[cfg.domain].last_hidden_state
-  kl = attention_kl(student, teacher, _token_mask(ctx.batches[cfg.domain], hidden),
-                    tuple(int(i) for i in cfg.attention_layers))
+  kl = attention_kl(student, teacher, _token_mask(ctx.batches[cfg.domain], hidden), layers)
   return float(cfg.attention_weight) * kl, {'distill/attention_kl': kl}
