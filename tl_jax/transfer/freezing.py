@@ -323,6 +323,13 @@ def schedule_from_config(transfer: Any, params: Any) -> FreezeSchedule:
   """`config.transfer` -> FreezeSchedule: `schedule` (a ready-made one, every `schedule_every`
   steps), else `stages` ((start_step, rules_or_preset), ...), else `freeze_preset` or the fixed
   `freeze` rules."""
+  preset = transfer.get('freeze_preset')
+  if preset and (transfer.schedule or transfer.stages):
+    which = 'schedule' if transfer.schedule else 'stages'
+    raise FreezingError(f'transfer.freeze_preset={preset!r} would be ignored: transfer.{which} '
+                        f'decides the freezing in this config; clear it (--config.transfer.'
+                        f"{which}={chr(39) * 2 if which == 'schedule' else '()'}) or drop the "
+                        'preset')
   if transfer.schedule:
     if transfer.stages:
       raise FreezingError('set either transfer.schedule or transfer.stages, not both')
