@@ -213,3 +213,19 @@ def test_l2sp_leaves_method_owned_weights_alone():
   ctx = make_ctx(config, {}, {}, trainable={'encoder/w': w, **discriminator},
                  pretrained={'encoder/w': w0})
   assert float(l2sp.l2sp(ctx)[0]) == pytest.approx(0.5 * 4.0)  # the discriminator adds nothing
+
+
+def test_method_settings_default_or_one_error_naming_a_config_that_exists():
+  import pathlib
+  from tl_jax.transfer import bss, distill, multitask, penalties
+  config = base_config()
+  assert objectives.method_settings(config, 'coral', {'weight': 1.0}) == {'weight': 1.0}
+  config.transfer.bss = bss.default_config()
+  assert objectives.method_settings(config, 'bss') is config.transfer.bss
+  repo = pathlib.Path(__file__).resolve().parent.parent
+  for module in (bss, distill, multitask, penalties):
+    ctx = types.SimpleNamespace(config=base_config())
+    with pytest.raises(objectives.ObjectiveError, match='is missing: add `config.transfer') as e:
+      module.settings(ctx)
+    example = str(e.value).rsplit('(see ', 1)[1].rstrip(')')
+    assert (repo / example).is_file(), example

@@ -28,12 +28,7 @@ def default_config() -> mlc.ConfigDict:
 
 
 def settings(ctx: objectives.Context) -> mlc.ConfigDict:
-  cfg = ctx.config.transfer.get('bss')
-  if cfg is None:
-    raise objectives.ObjectiveError(
-        "objective 'bss' needs config.transfer.bss: add `config.transfer.bss = "
-        'bss.default_config()` to the config (see configs/bss_bbc.py)')
-  return cfg
+  return objectives.method_settings(ctx.config, 'bss', example='configs/bss_bbc.py')
 
 
 def smallest_singular_values_sq(features: jax.Array, k: int) -> jax.Array:

@@ -40,7 +40,7 @@ def _input_dim(dims: objectives.FeatureDims, cfg: Any) -> int:
 
 
 def _init(rng: jax.Array, dims: objectives.FeatureDims, config: Any) -> dict[str, Any]:
-  cfg = dann_lib.method_config(config, 'cdan', default_config())
+  cfg = objectives.method_settings(config, 'cdan', default_config())
   if not dims.num_classes:
     raise objectives.ObjectiveError('cdan conditions on the classifier: the model needs a head')
   return dann_lib.mlp_init(rng, (_input_dim(dims, cfg), *cfg.hidden, 1))
@@ -64,7 +64,7 @@ def entropy_weights(probs: jax.Array) -> jax.Array:
 
 @objectives.register('cdan', init=_init)
 def cdan(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
-  cfg = dann_lib.method_config(ctx.config, 'cdan', default_config())
+  cfg = objectives.method_settings(ctx.config, 'cdan', default_config())
   coeff = dann_lib.warmup_coeff(ctx, cfg.coeff, cfg.gamma)
   disc = ctx.method_params('cdan')
   logits, weights = {}, {}

@@ -38,7 +38,7 @@ def coral_loss(x_s: jax.Array, x_t: jax.Array, w_s: jax.Array | None = None,
 
 @objectives.register('coral')
 def coral(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
-  cfg = dann_lib.method_config(ctx.config, 'coral', default_config())
+  cfg = objectives.method_settings(ctx.config, 'coral', default_config())
   value = coral_loss(dann_lib.features(ctx, 'source'), dann_lib.features(ctx, 'target'),
                      dann_lib.row_weights(ctx.batches['source']),
                      dann_lib.row_weights(ctx.batches['target']))

@@ -36,11 +36,6 @@ def default_config() -> mlc.ConfigDict:
   ))
 
 
-def method_config(config: Any, name: str, default: mlc.ConfigDict) -> Any:
-  """config.transfer.<name>, or the method's defaults when the config has no such section."""
-  return config.transfer.get(name) or default
-
-
 # -------------------------------------------------------------------------------------------
 # A small MLP in plain jnp (discriminators and adversarial heads of the DA methods).
 # -------------------------------------------------------------------------------------------
@@ -105,13 +100,13 @@ def domain_bce(ctx: objectives.Context, logits_s: jax.Array, logits_t: jax.Array
 
 
 def _init(rng: jax.Array, dims: objectives.FeatureDims, config: Any) -> dict[str, Any]:
-  cfg = method_config(config, 'dann', default_config())
+  cfg = objectives.method_settings(config, 'dann', default_config())
   return mlp_init(rng, (dims.feature_dim, *cfg.hidden, 1))
 
 
 @objectives.register('dann', init=_init)
 def dann(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
-  cfg = method_config(ctx.config, 'dann', default_config())
+  cfg = objectives.method_settings(ctx.config, 'dann', default_config())
   coeff = warmup_coeff(ctx, cfg.coeff, cfg.gamma)
   disc = ctx.method_params('dann')
   f_s, f_t = features(ctx, 'source'), features(ctx, 'target')

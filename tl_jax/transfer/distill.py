@@ -44,13 +44,7 @@ def default_config() -> mlc.ConfigDict:
 
 
 def settings(ctx: objectives.Context) -> mlc.ConfigDict:
-  cfg = ctx.config.transfer.get('distill')
-  if cfg is None:
-    raise objectives.ObjectiveError(
-        'objectives rkd/hidden_distill/attention_distill need config.transfer.distill: add '
-        '`config.transfer.distill = distill.default_config()` to the config (see '
-        'configs/distill_bbc.py)')
-  return cfg
+  return objectives.method_settings(ctx.config, 'distill', example='configs/distill_bbc.py')
 
 
 def teacher_outputs(ctx: objectives.Context, domain: str) -> Any:

@@ -149,7 +149,7 @@ def kliep_weights(x_s: jax.Array, x_t: jax.Array, **kw) -> jax.Array:
 # -------------------------------------------------------------------------------------------
 
 def _init(rng: jax.Array, dims: objectives.FeatureDims, config: Any) -> dict[str, Any]:
-  cfg = dann_lib.method_config(config, 'importance', default_config())
+  cfg = objectives.method_settings(config, 'importance', default_config())
   if check_estimator(cfg.get('estimator', 'classifier')) != 'classifier':
     return {}  # KMM/KLIEP own no params (JointObjective.init_params leaves them out)
   return dann_lib.mlp_init(rng, (dims.feature_dim, *cfg.hidden, 1))
@@ -195,7 +195,7 @@ def self_normalised(ratio: jax.Array, w: jax.Array, ctx: objectives.Context,
 
 @objectives.register('importance_weighting', init=_init)
 def importance_weighting(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
-  cfg = dann_lib.method_config(ctx.config, 'importance', default_config())
+  cfg = objectives.method_settings(ctx.config, 'importance', default_config())
   estimator = check_estimator(cfg.get('estimator', 'classifier'))
   f_s = jax.lax.stop_gradient(dann_lib.features(ctx, 'source'))
   f_t = jax.lax.stop_gradient(dann_lib.features(ctx, 'target'))

@@ -35,7 +35,7 @@ def default_config() -> mlc.ConfigDict:
 
 
 def _init(rng: jax.Array, dims: objectives.FeatureDims, config: Any) -> dict[str, Any]:
-  cfg = dann_lib.method_config(config, 'mdd', default_config())
+  cfg = objectives.method_settings(config, 'mdd', default_config())
   if not dims.num_classes:
     raise objectives.ObjectiveError('mdd needs the classification head of the model')
   return dann_lib.mlp_init(rng, (dims.feature_dim, *cfg.hidden, dims.num_classes))
@@ -53,7 +53,7 @@ def disparity_terms(main_s: jax.Array, adv_s: jax.Array, main_t: jax.Array,
 
 @objectives.register('mdd', init=_init)
 def mdd(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
-  cfg = dann_lib.method_config(ctx.config, 'mdd', default_config())
+  cfg = objectives.method_settings(ctx.config, 'mdd', default_config())
   coeff = dann_lib.warmup_coeff(ctx, cfg.coeff, cfg.gamma)
   head = ctx.method_params('mdd')
   adv = {d: dann_lib.mlp_apply(head, grl.gradient_reversal(dann_lib.features(ctx, d), coeff))

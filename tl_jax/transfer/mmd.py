@@ -106,7 +106,7 @@ def mmd2(x, y, w_x=None, w_y=None, *, estimator: str = 'unbiased', **kw) -> jax.
 
 @objectives.register('mmd')
 def mmd(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
-  cfg = dann_lib.method_config(ctx.config, 'mmd', default_config())
+  cfg = objectives.method_settings(ctx.config, 'mmd', default_config())
   f_s, f_t = dann_lib.features(ctx, 'source'), dann_lib.features(ctx, 'target')
   value = mmd2(f_s, f_t, dann_lib.row_weights(ctx.batches['source']),
                dann_lib.row_weights(ctx.batches['target']), estimator=cfg.estimator,

@@ -27,12 +27,7 @@ def default_config() -> mlc.ConfigDict:
 
 
 def settings(ctx: objectives.Context) -> mlc.ConfigDict:
-  cfg = ctx.config.transfer.get('multitask')
-  if cfg is None:
-    raise objectives.ObjectiveError(
-        "objective 'multitask' needs config.transfer.multitask: add `config.transfer.multitask "
-        '= multitask.default_config()` to the config (see configs/multitask_bbc.py)')
-  return cfg
+  return objectives.method_settings(ctx.config, 'multitask', example='configs/multitask_bbc.py')
 
 
 @objectives.register('multitask')

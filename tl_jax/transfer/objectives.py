@@ -96,6 +96,18 @@ def _discover() -> None:
       importlib.import_module(f'tl_jax.transfer.{info.name}')
 
 
+def method_settings(config: Any, key: str, default: Any = None, *, example: str = '') -> Any:
+  """`config.transfer.<key>`, a method's settings. A config without that section gets `default`
+  when there is one, else one error naming the fix (`example`: a config that has the section)."""
+  cfg = config.transfer.get(key)
+  if cfg is not None:
+    return cfg
+  if default is not None:
+    return default
+  raise ObjectiveError(f'config.transfer.{key} is missing: add `config.transfer.{key} = '
+                       f'{key}.default_config()` to the config (see {example})')
+
+
 def names() -> list[str]:
   _discover()
   return sorted(_REGISTRY)

@@ -29,12 +29,7 @@ def default_config() -> mlc.ConfigDict:
 
 
 def settings(ctx: objectives.Context) -> mlc.ConfigDict:
-  cfg = ctx.config.transfer.get('penalties')
-  if cfg is None:
-    raise objectives.ObjectiveError(
-        'objectives l1/l2 need config.transfer.penalties: add `config.transfer.penalties = '
-        'penalties.default_config()` to the config (see configs/regularized_bbc.py)')
-  return cfg
+  return objectives.method_settings(ctx.config, 'penalties', example='configs/regularized.py')
 
 
 def penalized(trainable: Mapping[str, jax.Array], exclude: str) -> dict[str, jax.Array]:
