@@ -11,7 +11,6 @@ fewshot.png into --out.
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 
@@ -28,7 +27,7 @@ _OUT = flags.DEFINE_string('out', 'runs/fewshot', 'output folder')
 
 def main(argv):
   del argv
-  from tl_jax import experiment  # pylint: disable=g-import-not-at-top
+  from tl_jax import experiment, report  # pylint: disable=g-import-not-at-top
   from tl_jax.transfer import features, fewshot  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   cfg = config.transfer.fewshot
@@ -51,8 +50,7 @@ def main(argv):
                                              for c in cfg.classifiers) + ' |')
   table = (f'{config.data.target.name}/{cfg.split}, {name}, {cfg.num_episodes} episodes '
            f'(seed {cfg.seed}); mean accuracy ± 95% CI\n\n' + '\n'.join(rows))
-  (out / 'table.md').write_text(table + '\n')
-  (out / 'results.json').write_text(json.dumps(results, indent=1))
+  report.write(out, table, results)
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top

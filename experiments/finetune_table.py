@@ -133,6 +133,7 @@ def main(argv: list[str]) -> None:
   # Seeds 1 and 2 of a method compile the same programs as seed 0: read them from disk.
   jax.config.update('jax_compilation_cache_dir', str(pathlib.Path(args.out) / 'xla_cache'))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+  from tl_jax import report  # pylint: disable=g-import-not-at-top
   from tl_jax.train import loop  # after the env defaults above
 
   out = pathlib.Path(args.out)
@@ -156,8 +157,7 @@ def main(argv: list[str]) -> None:
       print(f'[{time.monotonic() - start:6.0f}s] {method} seed {seed}: accuracy {acc:.4f} '
             f'({time.monotonic() - t0:.0f}s)', flush=True)
   table = markdown(results, args.steps)
-  (out / 'table.md').write_text(table + '\n')
-  (out / 'results.json').write_text(json.dumps(results, indent=1))
+  report.write(out, table, results)
   plot(results, out / 'finetune_table.png')
   print(table)
   print(f'wrote {out}/table.md, results.json, finetune_table.png '

@@ -11,7 +11,6 @@ The probe is full-batch from a zero init, so it is deterministic: no seeds to av
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import time
@@ -29,7 +28,7 @@ _OUT = flags.DEFINE_string('out', 'runs/linear_probe', 'output folder')
 
 def main(argv):
   del argv
-  from tl_jax import experiment  # pylint: disable=g-import-not-at-top
+  from tl_jax import experiment, report  # pylint: disable=g-import-not-at-top
   from tl_jax.transfer import features, linear_probe  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   cfg = config.transfer.linear_probe
@@ -61,8 +60,7 @@ def main(argv):
                 f'{r["feature_seconds"]:.1f}{" (cached)" if r["from_cache"] else ""} | '
                 f'{r["probe_seconds"]:.2f} |')
   table = '\n'.join(rows)
-  (out / 'table.md').write_text(table + '\n')
-  (out / 'results.json').write_text(json.dumps(results, indent=1))
+  report.write(out, table, results)
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top

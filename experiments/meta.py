@@ -16,7 +16,6 @@ training tasks and the test tasks. Writes table.md, results.json and meta.png in
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 
@@ -46,6 +45,7 @@ def main(argv):
   del argv
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from tl_jax import report  # pylint: disable=g-import-not-at-top
   from tl_jax.transfer import maml  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   m = config.transfer.maml
@@ -102,8 +102,7 @@ def main(argv):
         f'{np.mean(r[k]):.4f} ± {np.std(r[k]):.4f}' for k in ks) + ' |')
   table = (f'{m.task}: {metric_name} on {m.eval_tasks} new tasks after k fine-tuning steps, '
            f'mean ± std over seeds {tuple(m.seeds)}\n\n' + '\n'.join(rows))
-  (out / 'table.md').write_text(table + '\n')
-  (out / 'results.json').write_text(json.dumps(results, indent=1))
+  report.write(out, table, results)
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
