@@ -30,7 +30,6 @@ per domain; DANN/MMD/MDD at weight 0.1, see the configs):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -59,11 +58,8 @@ VIT = dict(model_type='vit', architectures=['ViTModel'], image_size=16, patch_si
 
 def load_config(method: str):
   name, arg = CONFIG_ARGS.get(method, (method, None))
-  path = REPO / 'configs' / f'{name}_digits.py'
-  spec = importlib.util.spec_from_file_location(f'{name}_digits', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+  from tl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.from_file(f'{REPO}/configs/{name}_digits.py' + (f':{arg}' if arg else ''))
 
 
 def write_vit(directory: pathlib.Path) -> None:

@@ -23,7 +23,6 @@ seed-to-seed spread, which the choice of the 8 articles per class dominates.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -54,11 +53,8 @@ LABELS = {'random_init': 'fine-tune from random init (no transfer)',
 
 
 def load_config(spec: str):
-  path, _, arg = spec.partition(':')
-  module_spec = importlib.util.spec_from_file_location('cfg', REPO / 'configs' / path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  from tl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.from_file(f'{REPO}/configs/{spec}')
 
 
 def run_config(method: str, seed: int, steps: int):

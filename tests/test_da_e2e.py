@@ -4,7 +4,6 @@ loop.train (the `tl-jax train` path) with a tiny random ViT on digits -> digits/
 method-owned params (discriminators, adversarial heads) live under `objectives/` in the state
 and the checkpoints, train under the freezing presets, and stay out of the HF export."""
 
-import importlib.util
 import json
 import pathlib
 
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from fixtures_data import prepared_data_dir  # noqa: F401 (fixture)
+from tl_jax import config as config_lib
 from tl_jax import models
 from tl_jax.train import loop
 from tl_jax.train.step import TrainCore
@@ -32,10 +32,7 @@ OWNERS = ('dann', 'cdan', 'mdd', 'importance_weighting')
 
 
 def load_config(method):
-  spec = importlib.util.spec_from_file_location(method, REPO / 'configs' / f'{method}_digits.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.from_file(REPO / 'configs' / f'{method}_digits.py')
 
 
 def write_tiny_vit(directory, seed: int):

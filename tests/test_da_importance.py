@@ -7,7 +7,6 @@ the same on 1 and 8 devices, blind to padding rows, equal to the estimator calle
 reachable through TrainCore (no classifier params) and the config arg."""
 
 import functools
-import importlib.util
 import pathlib
 
 import numpy as np
@@ -16,6 +15,7 @@ import jax.numpy as jnp
 import optax
 import pytest
 
+from tl_jax import config as config_lib
 from tl_jax.config import base_config
 from tl_jax.models import BertConfig, BertModel
 from tl_jax.models.outputs import ModelOutput
@@ -285,7 +285,4 @@ def test_unknown_estimator_is_one_clear_error():
 
 def importance_digits_config(arg):
   path = pathlib.Path(__file__).resolve().parent.parent / 'configs' / 'importance_digits.py'
-  spec = importlib.util.spec_from_file_location('importance_digits', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_lib.from_file(f'{path}:{arg}' if arg else path)

@@ -1,6 +1,5 @@
 """The main job's config (configs/default.py) end to end, shortened: real MiniLM, real BBC News."""
 
-import importlib.util
 import json
 import pathlib
 
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 
 from fixtures_data import prepared_data_dir  # noqa: F401 (session fixture)
+from tl_jax import config as config_lib
 from tl_jax import experiment
 from tl_jax import models
 from tl_jax.train import checkpoint
@@ -19,10 +19,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 def default_config():
-  spec = importlib.util.spec_from_file_location('default_config', REPO / 'configs/default.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.from_file(REPO / 'configs/default.py')
 
 
 @pytest.fixture(scope='module')

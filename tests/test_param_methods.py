@@ -2,7 +2,6 @@
 keeps weights near the pretrained ones, head-only; each config family trains through TrainCore
 on a tiny BERT."""
 
-import importlib.util
 import pathlib
 import types
 
@@ -12,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+from tl_jax import config as config_lib
 from tl_jax.config import base_config
 from tl_jax.models import BertConfig, BertModel
 from tl_jax.train import parallel
@@ -45,11 +45,7 @@ def synthetic_batch(n=32, seed=0, num_classes=3, position=0):
 
 def load_config(spec, steps=6, lr=1e-2):
   """A configs/ file (name[:arg]) shortened for a tiny model."""
-  path, _, arg = spec.partition(':')
-  module_spec = importlib.util.spec_from_file_location(f'cfg_{path[:-3]}', CONFIGS / path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  config = module.get_config(arg or None)
+  config = config_lib.from_file(CONFIGS / spec)
   config.train.num_steps = steps
   config.optimizer.learning_rate = lr
   config.optimizer.schedule = 'constant'

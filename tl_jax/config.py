@@ -7,6 +7,10 @@ Each section belongs to one subsystem (model, data, transfer, optimizer, train, 
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import types
+
 import ml_collections as mlc
 
 
@@ -152,3 +156,22 @@ def base_config() -> mlc.ConfigDict:
   config.train = train_section()
   config.parallel = parallel_section()
   return config
+
+
+def load_module(path: str | os.PathLike, name: str = '_tl_jax_config') -> types.ModuleType:
+  """Runs a config file and returns it as a module (config files are Python by design)."""
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def call_get_config(module: types.ModuleType, arg: str = ''):
+  """`get_config(arg)`, or `get_config()` when there is no arg (the `file.py:arg` convention)."""
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def from_file(path_with_arg: str | os.PathLike) -> mlc.ConfigDict:
+  """The config of 'path/to/config.py[:arg]'."""
+  path, _, arg = str(path_with_arg).partition(':')
+  return call_get_config(load_module(path), arg)

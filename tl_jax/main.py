@@ -11,7 +11,6 @@ BBC News, offline. Errors are one line naming the fix; --debug shows the traceba
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import os
 import pathlib
 import re
@@ -24,6 +23,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+
+from tl_jax import config as config_lib  # noqa: E402
 
 COMMANDS = ("train", "eval", "info")
 REPO_CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
@@ -50,12 +51,10 @@ def _load_config_module(path_with_arg: str):
   path, _, arg = path_with_arg.partition(":")
   if not os.path.exists(path):
     raise UsageError(f"config file {path!r} not found (configs live in {REPO_CONFIGS})")
-  spec = importlib.util.spec_from_file_location("_tl_jax_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_lib.load_module(path)
   if not hasattr(module, "get_config"):
     raise UsageError(f"config file {path!r} has no get_config(arg) function")
-  return module.get_config(arg or None) if arg else module.get_config()
+  return config_lib.call_get_config(module, arg)
 
 
 def _flat_keys(config, prefix: str = "") -> list[str]:

@@ -38,7 +38,6 @@ import ast
 import csv
 import dataclasses
 import difflib
-import importlib.util
 import itertools
 import json
 import math
@@ -55,6 +54,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import ml_collections as mlc
+
+from tl_jax import config as config_lib
 
 RESULT_FILE = 'sweep_result.json'
 NAME_KEY = 'name'  # an override dict's label for its run (not a config key)
@@ -212,14 +213,12 @@ def load_sweep_file(path_with_arg: str) -> tuple[mlc.ConfigDict, list[Overrides]
   path, _, arg = path_with_arg.partition(':')
   if not os.path.exists(path):
     raise FileNotFoundError(f'sweep config {path!r} not found (sweeps live in configs/sweeps/)')
-  spec = importlib.util.spec_from_file_location('_tl_jax_sweep_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_lib.load_module(path, '_tl_jax_sweep_config')
   for fn in ('get_config', 'get_sweep'):
     if not hasattr(module, fn):
       raise SweepError(f'sweep config {path!r} has no {fn}(arg=None) function')
-  call = (lambda f: f(arg)) if arg else (lambda f: f())
-  return call(module.get_config), list(call(module.get_sweep))
+  return (config_lib.call_get_config(module, arg),
+          list(module.get_sweep(arg) if arg else module.get_sweep()))
 
 
 # -------------------------------------------------------------------------------------------
