@@ -3,7 +3,6 @@ random ViT): experiments/tradaboost.py from its config to the table rows, and
 experiments/da_validation.py scoring two tiny trained runs restored from their checkpoints,
 with scores that do not move when every target label is shuffled (only the oracle does)."""
 
-import importlib.util
 import json
 import pathlib
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 
 from fixtures_data import prepared_data_dir  # noqa: F401 (fixture)
 from test_da_e2e import shrunk, write_tiny_vit
+from tl_jax import config as config_lib
 from tl_jax import models
 from tl_jax.data import sources
 from tl_jax.train import loop
@@ -23,15 +23,10 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 TARGET = 'digits/rotated'
 
 
-def load_file(path: pathlib.Path, name: str):
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-tradaboost_exp = load_file(REPO / 'experiments' / 'tradaboost.py', 'tradaboost_experiment')
-da_validation = load_file(REPO / 'experiments' / 'da_validation.py', 'da_validation_experiment')
+tradaboost_exp = config_lib.load_module(REPO / 'experiments' / 'tradaboost.py',
+                                       'tradaboost_experiment')
+da_validation = config_lib.load_module(REPO / 'experiments' / 'da_validation.py',
+                                      'da_validation_experiment')
 
 
 @pytest.fixture(scope='module')
@@ -50,7 +45,7 @@ def data_dir(prepared_data_dir):  # noqa: F811 (fixture)
 # -------------------------------------------------------------------------------------------
 
 def test_tradaboost_experiment_from_config_to_table(vit_dir, data_dir, tmp_path):
-  config = load_file(REPO / 'configs' / 'tradaboost_digits.py', 'tb_config').get_config()
+  config = config_lib.from_file(REPO / 'configs' / 'tradaboost_digits.py')
   assert config.data.target.name == TARGET and config.data.source.name == 'digits'
   config.model.name = str(vit_dir)
   config.data.data_dir = data_dir
@@ -91,7 +86,7 @@ def test_tradaboost_experiment_from_config_to_table(vit_dir, data_dir, tmp_path)
 def runs_dir(vit_dir, data_dir, tmp_path_factory):
   runs = tmp_path_factory.mktemp('da_runs')
   for method, seed in (('source_only', 0), ('coral', 1)):
-    config = load_file(REPO / 'configs' / f'{method}_digits.py', f'{method}_cfg').get_config()
+    config = config_lib.from_file(REPO / 'configs' / f'{method}_digits.py')
     config.seed = config.data.shuffle_seed = seed
     config = shrunk(config, vit_dir, data_dir, steps=2)
     config.train.export_hf = False
@@ -110,7 +105,7 @@ def da_validation_init_dir(runs):
 
 
 def _cfg(runs):
-  cfg = load_file(REPO / 'configs' / 'da_validation_digits.py', 'dv_config').get_config()
+  cfg = config_lib.from_file(REPO / 'configs' / 'da_validation_digits.py')
   cfg = cfg.transfer.uda_validation
   cfg.runs_dir = str(runs)
   return cfg

@@ -159,7 +159,8 @@ def base_config() -> mlc.ConfigDict:
 
 
 def load_module(path: str | os.PathLike, name: str = '_tl_jax_config') -> types.ModuleType:
-  """Runs a config file and returns it as a module (config files are Python by design)."""
+  """Runs a Python file (a config, a sweep file, an experiment script) and returns it as a module:
+  config files are Python by design, so only load files you trust."""
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
