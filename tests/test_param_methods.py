@@ -13,12 +13,12 @@ import pytest
 
 from tl_jax import config as config_lib
 from tl_jax.config import base_config
-from tl_jax.models import BertConfig, BertModel
 from tl_jax.train import parallel
 from tl_jax.train.step import TrainCore
 from tl_jax.transfer import bss, freezing, objectives, penalties
 
-SEQ = 8
+from test_step import SEQ, tiny_model as step_tiny_model
+
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / 'configs'
 
 
@@ -27,12 +27,8 @@ CONFIGS = pathlib.Path(__file__).resolve().parent.parent / 'configs'
 # ------------------------------------------------------------------------------------------
 
 def tiny_model(**kw):
-  cfg = dict(vocab_size=50, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
-             max_position_embeddings=16, num_classes=3, dropout_rate=0.0,
-             attention_dropout_rate=0.0, pooling='cls')
-  module = BertModel(BertConfig(**{**cfg, **kw}))
-  params = jax.jit(module.init)(jax.random.key(0), jnp.zeros((1, SEQ), jnp.int32))['params']
-  return module, params
+  """test_step's tiny BERT, pooling the [CLS] token."""
+  return step_tiny_model(**{'pooling': 'cls', **kw})
 
 
 def synthetic_batch(n=32, seed=0, num_classes=3, position=0):
