@@ -224,9 +224,7 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
         _check_finite(core, *pending)
         pending = None
         if _due(step, config.train.log_every, num_steps):
-          host = core.host_metrics(metrics)
-          host['learning_rate'] = float(core.lr_schedule(step - 1))
-          writer.log_train(step, host)
+          writer.log_train(step, core.host_metrics(metrics))
       if not save_now:
         continue
       with writer.paused():
