@@ -5,7 +5,7 @@ frozen-backbone features: labelled source + k labelled target examples per class
          [--config.transfer.tradaboost.shots=10] [--config.transfer.tradaboost.rounds=40] ...
 
 Per seed (one k-shot draw of the target train split each), four classifiers, all the same
-weighted softmax regression on the same features (tradaboost.fit_weighted_softmax):
+softmax regression on the same features (linear_probe.fit_full_batch, TrAdaBoost's learner):
   target only   the k·C labelled target examples
   source only   the labelled source train split
   pooled        source + target examples, uniform weights
@@ -87,15 +87,11 @@ def load_features(config) -> dict:
               class_names=pieces.target_info.class_names)
 
 
-def _accuracy(params, x, y) -> float:
-  return float(np.mean(np.argmax(x @ np.asarray(params[0]) + np.asarray(params[1]), -1) == y))
-
-
 def run_seed(feats: dict, cfg, seed: int) -> dict:
   """Target test accuracy of the four classifiers for one k-shot draw."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from tl_jax.data import fewshot  # pylint: disable=g-import-not-at-top
-  from tl_jax.transfer import tradaboost  # pylint: disable=g-import-not-at-top
+  from tl_jax.transfer import linear_probe, tradaboost  # pylint: disable=g-import-not-at-top
   num_classes = len(feats['class_names'])
   source, target, test = feats['source'], feats['target_train'], feats['test']
   shots = fewshot.few_shot_indices(target.y, cfg.shots, seed, feats['class_names'],
@@ -108,15 +104,15 @@ def run_seed(feats: dict, cfg, seed: int) -> dict:
   x_test, y_test = (test.x - mean) / std, test.y
 
   def probe(x, y):
-    return tradaboost.fit_weighted_softmax(
-        jnp.asarray(x), jnp.asarray(y), jnp.ones(len(y)), num_classes=num_classes, l2=cfg.l2,
-        steps=cfg.steps, lr=cfg.learning_rate)
+    return linear_probe.fit_full_batch_jit(
+        jnp.asarray(x, jnp.float32), jnp.asarray(y), num_classes, l2=cfg.l2,
+        learning_rate=cfg.learning_rate, num_steps=cfg.steps, standardize=False)
 
   out = {'seed': seed, 'labelled_target': len(shots), 'source_examples': len(x_s)}
-  out['target_only'] = _accuracy(probe(x_t, y_t), x_test, y_test)
-  out['source_only'] = _accuracy(probe(x_s, y_s), x_test, y_test)
-  out['pooled'] = _accuracy(probe(np.concatenate([x_s, x_t]), np.concatenate([y_s, y_t])),
-                            x_test, y_test)
+  out['target_only'] = linear_probe.accuracy(probe(x_t, y_t), x_test, y_test)
+  out['source_only'] = linear_probe.accuracy(probe(x_s, y_s), x_test, y_test)
+  out['pooled'] = linear_probe.accuracy(
+      probe(np.concatenate([x_s, x_t]), np.concatenate([y_s, y_t])), x_test, y_test)
   variants = {'tradaboost': None}
   if cfg.balanced_target_share:
     variants['tradaboost_balanced'] = float(cfg.balanced_target_share)

@@ -57,9 +57,11 @@ def logits(probe: Probe, x: jax.Array) -> jax.Array:
   return ((x - probe.mean) / probe.std) @ probe.w + probe.b
 
 
-def loss_fn(wb, x, y, l2: float) -> jax.Array:
+def loss_fn(wb, x, y, l2: float, weights: jax.Array | None = None) -> jax.Array:
+  """Mean cross-entropy (weighted by `weights` when given) + ½·l2·‖W‖²."""
   w, b = wb
-  ce = optax.softmax_cross_entropy_with_integer_labels(x @ w + b, y).mean()
+  ce = optax.softmax_cross_entropy_with_integer_labels(x @ w + b, y)
+  ce = ce.mean() if weights is None else jnp.sum(weights * ce) / jnp.sum(weights)
   return ce + 0.5 * l2 * jnp.sum(w * w)
 
 
@@ -166,18 +168,28 @@ def backbone_epoch(step: Callable, params: Any, wb, opt_state,
 
 
 def fit_full_batch(x: jax.Array, y: jax.Array, num_classes: int, *, l2: float = 1e-3,
-                   learning_rate: float = 0.05, num_steps: int = 100) -> Probe:
-  """Pure full-batch fit (jit- and vmap-able, e.g. over few-shot episodes)."""
-  mean, std = standardizer(x)
+                   learning_rate: float = 0.05, num_steps: int = 100,
+                   weights: jax.Array | None = None, standardize: bool = True) -> Probe:
+  """Pure full-batch fit (jit- and vmap-able, e.g. over few-shot episodes); `weights` weight the
+  examples' cross-entropy (TrAdaBoost's base learner); standardize=False fits x as given."""
+  if standardize:
+    mean, std = standardizer(x)
+  else:
+    mean, std = jnp.zeros(x.shape[-1], jnp.float32), jnp.ones(x.shape[-1], jnp.float32)
   xs = (x - mean) / std
   tx = optax.adam(learning_rate)
   wb = (jnp.zeros((x.shape[-1], num_classes), jnp.float32), jnp.zeros((num_classes,), jnp.float32))
 
   def body(_, carry):
     wb, opt_state = carry
-    grads = jax.grad(loss_fn)(wb, xs, y, l2)
+    grads = jax.grad(loss_fn)(wb, xs, y, l2, weights)
     updates, opt_state = tx.update(grads, opt_state, wb)
     return optax.apply_updates(wb, updates), opt_state
 
   wb, _ = jax.lax.fori_loop(0, num_steps, body, (wb, tx.init(wb)))
   return Probe(wb[0], wb[1], mean, std)
+
+
+# fit_full_batch compiled once per shape (host loops such as TrAdaBoost's rounds call it often).
+fit_full_batch_jit = jax.jit(fit_full_batch,
+                             static_argnames=('num_classes', 'num_steps', 'standardize'))

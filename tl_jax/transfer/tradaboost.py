@@ -1,5 +1,6 @@
 """TrAdaBoost (Dai et al. 2007, "Boosting for transfer learning") for the few-labelled-target
-case, on (cached) features with a weighted softmax-regression base learner.
+case, on (cached) features; the base learner is linear_probe's full-batch softmax regression
+with example weights (`linear_probe.fit_full_batch_jit(..., weights=w, standardize=False)`).
 
 Each round fits the learner on source + labelled target with the current example weights, then
   - the error ε_t is measured on the labelled target only (weighted); β_t = ε_t / (1 − ε_t);
@@ -14,14 +15,14 @@ the source: the instance weights to feed a source loss (e.g. as a fixed per-exam
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
-import optax
+
+from tl_jax.transfer import linear_probe
 
 
 def default_config() -> mlc.ConfigDict:
@@ -29,7 +30,7 @@ def default_config() -> mlc.ConfigDict:
   (experiments/tradaboost.py) around it."""
   return mlc.ConfigDict(dict(
       rounds=20,  # boosting rounds; the second half votes
-      l2=1e-3,  # base learner (weighted softmax regression): L2 on the weights
+      l2=2e-3,  # base learner (weighted softmax regression): ½·l2·‖W‖², as linear_probe
       steps=300,  # base learner: full-batch Adam steps per fit
       learning_rate=0.1,
       # Second TrAdaBoost row: the target examples start with this share of the weight mass
@@ -46,30 +47,9 @@ def default_config() -> mlc.ConfigDict:
   ))
 
 
-@functools.partial(jax.jit, static_argnames=('num_classes', 'steps'))
-def fit_weighted_softmax(x: jax.Array, y: jax.Array, w: jax.Array, *, num_classes: int,
-                         l2: float = 1e-3, steps: int = 300, lr: float = 0.1):
-  """(W, b) of a softmax regression minimising Σ w_i CE_i / Σ w + l2·||W||² (full batch, Adam)."""
-  w = w / jnp.sum(w)
-  params = (jnp.zeros((x.shape[1], num_classes)), jnp.zeros(num_classes))
-  tx = optax.adam(lr)
-
-  def loss(p):
-    logits = x @ p[0] + p[1]
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    return jnp.sum(w * ce) + l2 * jnp.sum(jnp.square(p[0]))
-
-  def body(carry, _):
-    p, opt = carry
-    updates, opt = tx.update(jax.grad(loss)(p), opt, p)
-    return (optax.apply_updates(p, updates), opt), None
-  (params, _), _ = jax.lax.scan(body, (params, tx.init(params)), None, length=steps)
-  return params
-
-
 @dataclasses.dataclass
 class TrAdaBoost:
-  learners: list  # (W, b) per kept round
+  learners: list  # a linear_probe.Probe per kept round
   alphas: np.ndarray  # log(1/β_t) per kept round
   source_weights: np.ndarray  # final normalised weights of the source examples
   target_weights: np.ndarray
@@ -78,14 +58,14 @@ class TrAdaBoost:
 
   def predict(self, x: np.ndarray) -> np.ndarray:
     votes = np.zeros((len(x), self.num_classes))
-    for (w, b), alpha in zip(self.learners, self.alphas):
-      pred = np.argmax(np.asarray(x) @ np.asarray(w) + np.asarray(b), -1)
+    for probe, alpha in zip(self.learners, self.alphas):
+      pred = np.asarray(jnp.argmax(linear_probe.logits(probe, jnp.asarray(x, jnp.float32)), -1))
       votes[np.arange(len(x)), pred] += alpha
     return np.argmax(votes, -1)
 
 
 def tradaboost(x_s: np.ndarray, y_s: np.ndarray, x_t: np.ndarray, y_t: np.ndarray, *,
-               num_classes: int, rounds: int = 20, l2: float = 1e-3,
+               num_classes: int, rounds: int = 20, l2: float = 2e-3,
                steps: int = 300, lr: float = 0.1,
                initial_target_share: float | None = None) -> TrAdaBoost:
   """Boosts on labelled source (x_s, y_s) and the few labelled target examples (x_t, y_t).
@@ -111,9 +91,10 @@ def tradaboost(x_s: np.ndarray, y_s: np.ndarray, x_t: np.ndarray, y_t: np.ndarra
   learners, alphas, errors = [], [], []
   for t in range(rounds):
     p = weights / weights.sum()
-    params = fit_weighted_softmax(x, y, jnp.asarray(p, jnp.float32), num_classes=num_classes,
-                                  l2=l2, steps=steps, lr=lr)
-    wrong = np.asarray(jnp.argmax(x @ params[0] + params[1], -1) != y, np.float64)
+    probe = linear_probe.fit_full_batch_jit(
+        x, y, num_classes, l2=l2, learning_rate=lr, num_steps=steps,
+        weights=jnp.asarray(p, jnp.float32), standardize=False)
+    wrong = np.asarray(jnp.argmax(linear_probe.logits(probe, x), -1) != y, np.float64)
     eps = float(np.sum(p[n_s:] * wrong[n_s:]) / np.sum(p[n_s:]))
     eps = min(max(eps, 1e-10), 0.499)  # the paper requires ε_t < 1/2
     beta_t = eps / (1.0 - eps)
@@ -121,7 +102,7 @@ def tradaboost(x_s: np.ndarray, y_s: np.ndarray, x_t: np.ndarray, y_t: np.ndarra
     weights[n_s:] *= beta_t ** (-wrong[n_s:])
     errors.append(eps)
     if t >= rounds // 2:  # the paper votes with the second half of the rounds
-      learners.append(jax.device_get(params))
+      learners.append(jax.device_get(probe))
       alphas.append(math.log(1.0 / beta_t))
   weights = weights / weights.sum()
   return TrAdaBoost(learners, np.asarray(alphas), weights[:n_s] * n_s, weights[n_s:] * n_s,
