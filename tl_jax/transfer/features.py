@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-TEXT_INPUTS = ('input_ids', 'attention_mask', 'token_type_ids')
+from tl_jax.models import layers
+from tl_jax.train import step as step_lib
 
 
 class FeatureError(ValueError):
@@ -73,29 +74,21 @@ def feature_fn(module, layer: int | None = None):
   pooling = module.config.pooling
 
   def fn(params, batch):
-    if 'image' in batch:
-      out = module.apply({'params': params}, batch['image'], train=False)
-      mask = None
-    else:
-      inputs = {k: batch[k] for k in TEXT_INPUTS if k in batch}
-      out = module.apply({'params': params}, train=False, **inputs)
-      mask = batch.get('attention_mask')
+    out = step_lib.forward(module, params, batch, train=False)
     if layer is None:
       return out.pooled.astype(jnp.float32)
-    hidden = out.hidden_states[layer].astype(jnp.float32)
-    if pooling == 'mean':
-      if mask is None:  # ViT: mean over patch tokens, as its 'mean' pooling
-        prefix = getattr(module.config, 'num_prefix_tokens', 0)
-        return hidden[:, prefix:].mean(axis=1)
-      m = mask.astype(jnp.float32)[..., None]
-      return (hidden * m).sum(axis=1) / jnp.maximum(m.sum(axis=1), 1e-9)
-    return hidden[:, 0]
+    hidden = out.hidden_states[layer]
+    if pooling != 'mean':
+      return hidden[:, 0].astype(jnp.float32)
+    if 'image' in batch:  # ViT: mean over patch tokens, as its 'mean' pooling
+      return layers.masked_mean(hidden[:, getattr(module.config, 'num_prefix_tokens', 0):], None)
+    return layers.masked_mean(hidden, batch.get('attention_mask'))
 
   return jax.jit(fn)
 
 
 def model_inputs(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-  return {k: v for k, v in batch.items() if k in TEXT_INPUTS or k == 'image'}
+  return {k: v for k, v in batch.items() if k in step_lib.TEXT_INPUTS or k == 'image'}
 
 
 def extract(fn, params, batches: Iterable[Mapping[str, np.ndarray]]) -> tuple[np.ndarray,
