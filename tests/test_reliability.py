@@ -264,7 +264,7 @@ def test_a_pickle_is_read_only_with_the_explicit_flag(tiny_assets, tmp_path, mon
 
 # Files that load a Python config (--config=x.py, a sweep file): Python by design, like any
 # ml_collections config; the values inside are parsed with ast.literal_eval, never run.
-CONFIG_LOADERS = ('main.py', 'sweep.py')
+CONFIG_LOADERS = ('config.py',)  # tl_jax.config.load_module: the one place config files run
 PICKLE_MODULES = ('pickle', 'cPickle', '_pickle', 'dill', 'cloudpickle', 'joblib', 'shelve')
 
 
