@@ -132,3 +132,76 @@ def test_folder_changed_files_are_prepared_again(tmp_path):
   (root / 'b' / 'new.txt').write_text('z')
   after = sum(sources.info(f'folder:{root}', str(tmp_path / 'tfds')).splits.values())
   assert (before, after) == (10, 11)
+
+
+def _text_folder(root, labels=('neg', 'pos'), n=5):
+  for label in labels:
+    (root / label).mkdir(parents=True)
+    for i in range(n):
+      (root / label / f'{i}.txt').write_text(f'{label} {i}')
+
+
+def test_folder_skips_hidden_and_os_junk_entries(tmp_path, monkeypatch, capsys):
+  root = tmp_path / 'reviews'
+  _text_folder(root)
+  clean = sources.info(f'folder:{root}', str(tmp_path / 'tfds'))
+  from tl_jax.data.builders import folder
+  before = folder.fingerprint(str(root))
+  # What a zip from macOS, Windows Explorer and Jupyter leave behind.
+  (root / '__MACOSX' / 'neg').mkdir(parents=True)
+  (root / '__MACOSX' / 'neg' / '._0.txt').write_text('resource fork')
+  (root / '.ipynb_checkpoints').mkdir()
+  (root / '.DS_Store').write_text('x')
+  (root / 'neg' / '._1.txt').write_text('resource fork')
+  (root / 'neg' / 'Thumbs.db').write_text('x')
+  (root / 'pos' / 'desktop.ini').write_text('x')
+  (root / 'pos' / '.hidden').mkdir()
+  (root / 'pos' / '.hidden' / 'x.txt').write_text('x')
+  assert folder.fingerprint(str(root)) == before  # junk is not data ...
+  info = sources.info(f'folder:{root}', str(tmp_path / 'tfds'))
+  assert info.class_names == ('neg', 'pos') and info.splits == clean.splits
+  assert sorted(info.skipped) == ['.DS_Store', '.ipynb_checkpoints', '__MACOSX', 'neg/._1.txt',
+                                  'neg/Thumbs.db', 'pos/.hidden', 'pos/desktop.ini']
+  assert clean.skipped == ()
+  # ... so the prepared copy is the same one: nothing prepared again.
+  assert len(os.listdir(tmp_path / 'tfds' / 'folder')) == 1
+  # `tl-jax info` says what it skipped.
+  import types
+  from tl_jax import experiment, summary
+  pieces = types.SimpleNamespace(
+      target_info=info, source_info=None, module=types.SimpleNamespace(num_layers=1), params={},
+      load_report=types.SimpleNamespace(new_keys=[], dropped_keys=[]))
+  monkeypatch.setattr(experiment, 'build', lambda config: pieces)
+  summary.print_info(types.SimpleNamespace(model=types.SimpleNamespace(name='m', init='random')))
+  assert 'skipped 7 hidden entries: .DS_Store, .ipynb_checkpoints, __MACOSX' in capsys.readouterr().out
+
+
+def test_folder_split_layout_skips_hidden_splits_and_classes(tmp_path):
+  root = tmp_path / 'split'
+  _text_folder(root / 'train', n=3)
+  _text_folder(root / 'test', n=2)
+  (root / '__MACOSX' / 'train' / 'neg').mkdir(parents=True)
+  (root / 'train' / '.cache').mkdir()
+  (root / 'train' / '.cache' / 'a.txt').write_text('x')
+  info = sources.info(f'folder:{root}', str(tmp_path / 'tfds'))
+  assert info.splits == {'train': 6, 'test': 4} and info.class_names == ('neg', 'pos')
+  assert sorted(info.skipped) == ['__MACOSX', 'train/.cache']
+
+
+def test_folder_mixing_grayscale_rgb_rgba_is_stored_as_is(tmp_path):
+  from PIL import Image
+  root = tmp_path / 'mixed'
+  rng = np.random.default_rng(0)
+  expected = {}
+  for label, mode, shape in (('gray', 'L', (6, 5)), ('rgb', 'RGB', (6, 5, 3)),
+                             ('rgba', 'RGBA', (6, 5, 4))):
+    (root / label).mkdir(parents=True)
+    for i in range(2):
+      img = rng.integers(0, 256, size=shape, dtype=np.uint8)
+      Image.fromarray(img, mode).save(root / label / f'{i}.png')
+      expected[f'{label}/{i}.png'] = img[..., :3] if img.ndim == 3 else img[..., None]
+  info = sources.info(f'folder:{root}', str(tmp_path / 'tfds'))
+  assert info.image_shape == (None, None, None)  # the channel count varies
+  for split in info.splits:
+    for rec in data.data_source(f'folder:{root}', split, str(tmp_path / 'tfds')):
+      np.testing.assert_array_equal(rec['image'], expected[rec['path'].decode()])

@@ -130,3 +130,90 @@ def test_unprepared_dataset_offline_is_one_error_and_writes_nothing(tmp_path, mo
   with pytest.raises(data.DatasetNotPreparedError, match='no network.*tfds build mnist'):
     sources.info('mnist', str(tmp_path / 'tfds'))
   assert not os.path.exists(tmp_path / 'tfds')
+
+
+def _folder(root, labels=('a', 'b'), n=3, write=None):
+  for label in labels:
+    (root / label).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+      if write is None:
+        (root / label / f'{i}.txt').write_text(f'{label} {i}')
+      else:
+        write(root / label, i)
+  return f'folder:{root}'
+
+
+def test_folder_with_an_empty_class_or_one_class(tmp_path):
+  name = _folder(tmp_path / 'd')
+  (tmp_path / 'd' / 'c').mkdir()  # a phantom class: no files
+  with pytest.raises(data.EmptyDatasetError, match=r"class folder c holds no .*add files or remove"):
+    sources.info(name, str(tmp_path / 'tfds'))
+  (tmp_path / 'd' / 'c' / 'notes.md').write_text('not data')
+  with pytest.raises(data.EmptyDatasetError, match='class folder c holds no'):
+    sources.info(name, str(tmp_path / 'tfds'))
+  name = _folder(tmp_path / 'one', labels=('cats',))
+  with pytest.raises(data.DataError, match=r"has 1 class \(cats\): a classifier needs at least two"):
+    sources.info(name, str(tmp_path / 'tfds'))
+  # A junk folder beside the one class does not count as a second.
+  (tmp_path / 'one' / '__MACOSX').mkdir()
+  (tmp_path / 'one' / '__MACOSX' / 'x.txt').write_text('x')
+  with pytest.raises(data.DataError, match='has 1 class'):
+    sources.info(name, str(tmp_path / 'tfds'))
+  assert not os.path.exists(tmp_path / 'tfds')
+
+
+def _png(directory, i):
+  from PIL import Image
+  Image.fromarray(np.full((6, 6, 3), i * 40, np.uint8)).save(directory / f'{i}.png')
+
+
+@pytest.mark.parametrize('damage', ['zero_bytes', 'garbage', 'truncated', 'npy_garbage'])
+def test_corrupt_image_names_the_file(tmp_path, damage):
+  name = _folder(tmp_path / 'imgs', write=_png)
+  bad = tmp_path / 'imgs' / 'b' / '1.png'
+  if damage == 'zero_bytes':
+    bad.write_bytes(b'')
+  elif damage == 'garbage':
+    bad.write_bytes(np.random.default_rng(0).bytes(300))
+  elif damage == 'truncated':  # a valid header: found when the pixels are read (prepare)
+    from PIL import Image
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)).save(bad)
+    bad.write_bytes(bad.read_bytes()[:1000])
+  else:
+    bad.unlink()
+    bad = bad.with_suffix('.npy')
+    bad.write_bytes(b'\x93NUMPY garbage')
+  with pytest.raises(data.BadExampleError, match=f'{bad}' + (
+      ' is empty \\(0 bytes\\)' if damage == 'zero_bytes' else ' is not a readable image')) as e:
+    sources.info(name, str(tmp_path / 'tfds'))
+  assert 'replace or remove the file' in str(e.value) and 'network' not in str(e.value)
+
+
+def test_folder_of_mixed_channels_needs_image_channels(cfg, tmp_path):
+  from PIL import Image
+
+  def write(directory, i):  # gray, RGB and RGBA files in every class
+    mode, shape = [('L', (6, 6)), ('RGB', (6, 6, 3)), ('RGBA', (6, 6, 4))][i]
+    Image.fromarray(np.full(shape, 60 * i + 10, np.uint8), mode).save(directory / f'{i}.png')
+
+  _folder(tmp_path / 'mixed' / 'train', n=3, write=write)
+  cfg.target.name = f'folder:{tmp_path / "mixed"}'
+  cfg.target.eval_splits = ('train',)
+  cfg.data_dir = str(tmp_path / 'tfds')
+  cfg.batch_size = 2
+  cfg.eval_batch_size = 6
+  cfg.image_mean, cfg.image_std = (0.0,), (1.0,)
+  with pytest.raises(data.DataError, match=r'mixes images with 1 \(e.g. train/a/0.png\) and 3 .*'
+                     r'image_channels=3 \(RGB\) or 1'):
+    data.dataset_info(cfg.target, cfg)
+  assert not os.path.exists(tmp_path / 'tfds')  # refused before preparing anything
+  cfg.image_channels = 3
+  assert data.dataset_info(cfg.target, cfg).image_shape == (None, None, None)
+  batch = next(iter(data.build_eval_batches(cfg, num_devices=1)['target/train']))
+  images = np.asarray(batch['image'])
+  assert images.shape == (6, 6, 6, 3) and np.asarray(batch['mask']).all()
+  values = sorted(round(float(v) * 255) for v in images[:, 0, 0, :].ravel())
+  assert values == [10] * 6 + [70] * 6 + [130] * 6  # gray repeated, RGB, RGBA without alpha
+  cfg.image_channels = 1
+  batch = next(iter(data.build_train_iterator(cfg, num_devices=1)))
+  assert np.asarray(batch['target']['image']).shape == (2, 6, 6, 1)

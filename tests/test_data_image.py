@@ -46,6 +46,18 @@ def test_normalize_and_channels():
   x = np.full((2, 2, 1), 1.0, np.float32)
   np.testing.assert_allclose(image_lib.normalize(x, (0.5,), (0.5,)), 1.0)
   assert image_lib.match_channels(x, 3, 'x').shape == (2, 2, 3)
-  with pytest.raises(ValueError, match='image_channels=1'):
-    image_lib.match_channels(np.zeros((2, 2, 3)), 1, 'x')
+  with pytest.raises(ValueError, match='have 5 channels but data.image_channels=3'):
+    image_lib.match_channels(np.zeros((2, 2, 5)), 3, 'x')
+  # RGB -> grayscale is PIL's luma; alpha (RGBA, gray + alpha) is dropped.
+  from PIL import Image
+  rgb = np.random.default_rng(0).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+  gray = image_lib.match_channels(image_lib.to_float(rgb), 1, 'x')
+  assert gray.shape == (4, 4, 1)
+  np.testing.assert_allclose(gray[..., 0] * 255, np.asarray(Image.fromarray(rgb).convert('L')),
+                             atol=0.51)
+  rgba = np.concatenate([rgb, np.full((4, 4, 1), 7, np.uint8)], -1)
+  np.testing.assert_array_equal(image_lib.match_channels(rgba, 3, 'x'), rgb)
+  np.testing.assert_allclose(image_lib.match_channels(image_lib.to_float(rgba), 1, 'x'), gray)
+  np.testing.assert_array_equal(image_lib.match_channels(rgba[..., 1:3], 3, 'x'),
+                                np.repeat(rgba[..., 1:2], 3, -1))
   assert image_lib.to_float(np.array([255], np.uint8))[0] == 1.0

@@ -35,6 +35,9 @@ def print_info(config) -> None:
     if info is not None:
       splits = ', '.join(f'{k}={v}' for k, v in info.splits.items())
       print(f'Data {role}: {info.name} ({info.kind}, {info.num_classes} classes; {splits})')
+      if info.skipped:  # hidden / OS-junk entries of a folder dataset, never classes or files
+        shown = ', '.join(info.skipped[:5]) + (', ...' if len(info.skipped) > 5 else '')
+        print(f'  skipped {len(info.skipped)} hidden entries: {shown}')
   module = pieces.module
   print(f'Model: {config.model.name} ({type(module).__name__}, {module.num_layers} layers, '
         f'init={config.model.init})')

@@ -59,16 +59,28 @@ def to_float(image: np.ndarray) -> np.ndarray:
   return image.astype(np.float32, copy=False)
 
 
+# ITU-R 601 luma, as PIL's convert('L').
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
 def match_channels(image: np.ndarray, channels: int, where: str) -> np.ndarray:
-  """Grayscale -> `channels` by repetition (e.g. digits for an RGB ViT); 0 keeps the image."""
+  """[..., C] -> [..., channels]; 0 keeps the image. Grayscale is repeated (e.g. digits for an
+  RGB ViT), an alpha channel (gray+alpha, RGBA) is dropped, RGB(A) -> 1 channel is the luma."""
   have = image.shape[-1]
   if channels in (0, have):
     return image
+  if have in (2, 4):  # drop alpha
+    image, have = image[..., :have - 1], have - 1
+    if have == channels:
+      return image
   if have == 1:
     return np.repeat(image, channels, axis=-1)
+  if have == 3 and channels == 1:
+    luma = image.astype(np.float32) @ _LUMA
+    return luma[..., None].astype(image.dtype if image.dtype != np.uint8 else np.float32)
   raise errors.BadExampleError(
-      f'{where}: images have {have} channels but data.image_channels={channels}; '
-      f'set data.image_channels=0 (keep) or {have}')
+      f'{where}: images have {image.shape[-1]} channels but data.image_channels={channels}; '
+      f'set data.image_channels=0 (keep), 1 (grayscale) or 3 (RGB)')
 
 
 def normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

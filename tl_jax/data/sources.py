@@ -50,6 +50,7 @@ class DatasetInfo:
   text_fields: tuple[str, ...]  # the dataset's Text features, in feature order
   label_key: str | None
   image_key: str | None
+  skipped: tuple[str, ...] = ()  # folder datasets: hidden / OS-junk entries left out
 
   @property
   def has_labels(self) -> bool:
@@ -145,6 +146,9 @@ def prepare(builder: tfds.core.DatasetBuilder, name: str) -> None:
           f'--data_dir={builder.data_dir_root}') from e
     raise _not_prepared(name, builder, f'preparing it needs the package {e.name!r}') from e
   except Exception as e:  # network errors come in many types
+    if isinstance(builder, base.OfflineBuilder):  # local files only: no advice about networks
+      raise errors.DataError(
+          f'preparing {name!r} failed ({type(e).__name__}: {str(e)[:200]}); check its files') from e
     raise _not_prepared(
         name, builder, f'preparing it failed ({type(e).__name__}: {str(e)[:200]})') from e
 
@@ -171,8 +175,14 @@ def _label_key(features: dict[str, Any]) -> str | None:
   return keys[0] if len(keys) == 1 else None
 
 
-def info(name: str, data_dir: str | None = None) -> DatasetInfo:
-  """Kind, classes, split sizes and feature keys of a dataset (prepares it if needed)."""
+def info(name: str, data_dir: str | None = None,
+         image_channels: int | None = None) -> DatasetInfo:
+  """Kind, classes, split sizes and feature keys of a dataset (prepares it if needed).
+
+  image_channels: data.image_channels, when known; a folder of mixed channel counts is refused
+  with 0, before anything is prepared."""
+  if name.startswith(FOLDER_PREFIX) and image_channels is not None:
+    folder.check_channels(name[len(FOLDER_PREFIX):], image_channels)
   builder = get_builder(name, data_dir)
   features = _features(builder)
   image_key = _image_key(features)
@@ -194,7 +204,9 @@ def info(name: str, data_dir: str | None = None) -> DatasetInfo:
       name=name, kind=kind, num_classes=len(class_names), class_names=class_names,
       splits={k: v.num_examples for k, v in builder.info.splits.items()},
       image_shape=image_shape, text_fields=text_fields, label_key=label_key,
-      image_key=image_key)
+      image_key=image_key,
+      skipped=folder.scan(builder.builder_config.root).skipped
+      if isinstance(builder, folder.Folder) else ())
 
 
 def data_source(name: str, split: str, data_dir: str | None = None):
