@@ -54,6 +54,7 @@ class PrepareExample:
   text_fields: tuple[str, ...] = ()
   image_key: str | None = None
   stack_size: tuple[int, int] | None = None  # images of another size are resized to this
+  channels: int = 0  # > 0: convert each image (a folder of mixed channel counts) before stacking
   label_key: str | None = None  # None: drop labels
   num_classes: int = 0
 
@@ -66,6 +67,8 @@ class PrepareExample:
                                                     self.where))
       if img.shape[:2] != self.stack_size:  # only datasets of varying sizes pay this
         img = image_lib.resize(img, self.stack_size)
+      if self.channels:
+        img = image_lib.match_channels(img, self.channels, self.where)
       out['image'] = img
     if self.label_key is not None:
       label = int(record[self.label_key])
@@ -154,7 +157,8 @@ class Domain:
 
 def resolve_domain(role: str, data_cfg: mlc.ConfigDict) -> Domain:
   cfg = data_cfg[role]
-  return Domain(role=role, cfg=cfg, info=sources.info(cfg.name, data_cfg.data_dir))
+  return Domain(role=role, cfg=cfg, info=sources.info(
+      cfg.name, data_cfg.data_dir, image_channels=data_cfg.get('image_channels', 0)))
 
 
 def _stack_size(domain: Domain, source) -> tuple[int, int]:
@@ -181,8 +185,10 @@ def _prepare_example(domain: Domain, split: str, source, data_cfg, *,
     fields = text_lib.resolve_fields(wanted, info.text_fields, domain.name)
     return PrepareExample(where=where, kind='text', text_fields=fields, label_key=label_key,
                           num_classes=info.num_classes)
+  mixed = info.image_shape[-1] is None  # channel counts vary: convert before stacking
   return PrepareExample(where=where, kind='image', image_key=info.image_key,
                         stack_size=_stack_size(domain, source), label_key=label_key,
+                        channels=data_cfg.get('image_channels', 0) if mixed else 0,
                         num_classes=info.num_classes)
 
 
@@ -355,4 +361,5 @@ def build_eval_batches(data_cfg: mlc.ConfigDict, *, tokenizer=None,
 
 def dataset_info(domain_cfg: mlc.ConfigDict, data_cfg: mlc.ConfigDict) -> sources.DatasetInfo:
   """Kind, classes, split sizes and stored image shape of one configured domain."""
-  return sources.info(domain_cfg.name, data_cfg.data_dir)
+  return sources.info(domain_cfg.name, data_cfg.data_dir,
+                      image_channels=data_cfg.get('image_channels', 0))
