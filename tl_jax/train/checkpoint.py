@@ -5,14 +5,19 @@ Each step directory holds three orbax items:
   meta       a small JSON dict written by the loop (stage, data-iterator state, ...); it is read
              FIRST, because the state's tree structure depends on it (a freezing stage changes
              the optimizer-state tree), so the caller builds the restore template from it
-  integrity  per-leaf checksums: orbax does not checksum array data, so a flipped byte would
-             otherwise restore silently as wrong weights
+  integrity  per-leaf CRC32 of the leaf's bytes: orbax does not checksum array data, so a
+             flipped bit would otherwise restore silently as wrong weights
 
 Keeps the `keep` latest steps plus the best one by `best_metric` (orbax LatestN + BestN).
 A step interrupted mid-write is never listed: orbax writes `<step>.orbax-checkpoint-tmp-*`
 and renames it when complete (leftovers are cleaned up); a step directory without orbax's
 commit marker is moved aside to `<dir>_rejected/`. A latest step that fails to restore is
 reported, moved aside, and the previous one is used.
+
+Readers (`tl-jax eval`, restore_run, reports) open the directory with `read_only=True`: orbax
+then neither creates, deletes nor cleans up anything, and a broken or vanished step is skipped
+without being moved, so a reader is safe beside a live trainer (only the lock holder, the
+trainer, moves or deletes steps).
 
 Usage (the loop):
   ckpt = Checkpointer.from_config(workdir.checkpoints, config.train)
@@ -35,6 +40,7 @@ import shutil
 import sys
 import time
 from typing import Any, Callable, Mapping
+import zlib
 
 from absl import logging
 import jax
@@ -46,6 +52,10 @@ from orbax.checkpoint import checkpoint_managers as ocp_managers
 STATE, META, INTEGRITY = "state", "meta", "integrity"
 COMMIT_MARKER = "commit_success.txt"  # orbax writes it into a step before the final rename
 REJECTED_SUFFIX = "_rejected"
+# The integrity record names its algorithm; checkpoints written before it was recorded used
+# LEGACY (a weighted sum that missed some sign/exponent bit flips) and are verified with it.
+CHECKSUM, LEGACY = "crc32", "weighted-sum-v0"
+_READER_RETRIES = 5  # a reader that keeps losing its step to the trainer's keep-K deletes
 
 
 class CheckpointError(ValueError):
@@ -81,7 +91,7 @@ class Checkpointer:
 
   def __init__(self, directory: str | os.PathLike, *, save_every: int, keep: int = 2,
                best_metric: str = "", best_mode: str = "max", async_save: bool = True,
-               verify: bool = True):
+               verify: bool = True, read_only: bool = False):
     if save_every < 0:
       raise CheckpointError(f"train.checkpoint_every must be >= 0 (0 = only at the end and at "
                             f"a new best), got {save_every}")
@@ -93,6 +103,17 @@ class Checkpointer:
     self.best_metric = best_metric
     self.best_mode = best_mode
     self.verify = verify
+    self.read_only = read_only
+    if read_only:  # never create, clean up or move anything: the trainer may be writing
+      with _quiet_absl("read only"):
+        self._mgr = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(
+                read_only=True, create=False, cleanup_tmp_directories=False,
+                save_interval_steps=0, enable_async_checkpointing=False,
+                best_fn=self._metric_value if best_metric else None, best_mode="max"),
+            item_handlers=_item_handlers())
+      self._best = -math.inf
+      return
     self._reject_uncommitted()
 
     preserve = [ocp_managers.LatestN(keep)]
@@ -113,26 +134,35 @@ class Checkpointer:
         create=True)
     self._mgr = ocp.CheckpointManager(
         self.directory, options=options,
-        item_handlers={STATE: ocp.StandardCheckpointHandler(),
-                       META: ocp.JsonCheckpointHandler(),
-                       INTEGRITY: ocp.JsonCheckpointHandler()})
+        item_handlers=_item_handlers())
     self._best = self._best_so_far()
 
   @classmethod
-  def from_config(cls, directory: str | os.PathLike, train: Any) -> "Checkpointer":
-    """From the `train` config section (checkpoint_every, keep_checkpoints, best_metric, ...)."""
+  def from_config(cls, directory: str | os.PathLike, train: Any, *,
+                  read_only: bool = False) -> "Checkpointer":
+    """From the `train` config section (checkpoint_every, keep_checkpoints, best_metric, ...).
+    read_only: for every reader of a run (eval, reports); only the trainer writes."""
     return cls(directory, save_every=train.checkpoint_every, keep=train.keep_checkpoints,
                best_metric=train.get("best_metric", ""), best_mode=train.get("best_mode", "max"),
-               async_save=train.get("async_checkpoint", True))
+               async_save=train.get("async_checkpoint", True), read_only=read_only)
 
   # ------------------------------------------------------------------------------------------
   # Listing
 
   def steps(self) -> list[int]:
-    return sorted(self._mgr.all_steps())
+    steps = sorted(self._mgr.all_steps())
+    if self.read_only:  # the trainer moves these aside; a reader just looks past them
+      steps = [s for s in steps if (self.directory / str(s) / COMMIT_MARKER).exists()]
+    return steps
 
   def latest_step(self) -> int | None:
-    return self._mgr.latest_step()
+    steps = self.steps()
+    return steps[-1] if steps else None
+
+  def reached_preemption(self, step: int) -> bool:
+    """Whether every process of a multi-process job has reached the step at which to save
+    for a pre-emption notice (jax's preemption sync service; False when it is not running)."""
+    return bool(self._mgr.reached_preemption(step))
 
   def best_step(self) -> int | None:
     """The kept step with the best `best_metric` (None without a metric or an eval)."""
@@ -153,6 +183,8 @@ class Checkpointer:
 
     Raises NonFiniteStateError (nothing written) if a float leaf holds NaN/inf.
     """
+    if self.read_only:
+      raise CheckpointError(f"{self.directory} is open read-only; only the trainer saves")
     step = int(step)
     if step in self._mgr.all_steps():
       return False  # e.g. the final save on a step the interval already saved
@@ -169,7 +201,7 @@ class Checkpointer:
     args = ocp.args.Composite(**{
         STATE: ocp.args.StandardSave(state),
         META: ocp.args.JsonSave(meta),
-        INTEGRITY: ocp.args.JsonSave({"checksums": checksums})})
+        INTEGRITY: ocp.args.JsonSave({"algorithm": CHECKSUM, "checksums": checksums})})
     with _quiet_orbax_metrics_warning():
       saved = self._mgr.save(step, args=args, metrics=metrics if self.best_metric else None,
                              force=True)
@@ -227,8 +259,28 @@ class Checkpointer:
       raise CorruptCheckpointError(f"step {step}: state unreadable ({_one_line(e)})") from e
     state = restored[STATE]
     if self.verify:
-      _verify(step, state, template, restored[INTEGRITY]["checksums"])
+      integrity = restored[INTEGRITY]
+      _verify(step, state, template, integrity["checksums"], integrity.get("algorithm", LEGACY))
     return state
+
+  def saved_structure(self, step: int) -> dict[str, Any]:
+    """{path: ShapeDtypeStruct} of the state saved at `step` (paths as in the integrity
+    record), read from orbax's metadata without reading any array."""
+    try:
+      saved = self._mgr.item_metadata(step)[STATE]
+      saved = getattr(saved, "tree", saved)
+    except Exception as e:
+      raise CorruptCheckpointError(f"step {step}: state metadata unreadable ({_one_line(e)})") from e
+    return {p: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype)
+            for p, m in _leaves_by_path(saved).items() if hasattr(m, "shape")}
+
+  def saved_tree(self, step: int, sharding: Any = None) -> Any:
+    """The saved state's tree (dicts and lists, as orbax stores it) of ShapeDtypeStructs: a
+    restore target for a state whose structure today's config no longer builds."""
+    saved = self._mgr.item_metadata(step)[STATE]
+    saved = getattr(saved, "tree", saved)
+    return jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding),
+                        saved, is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
 
   def restore_latest(self, template_fn: Callable[[dict[str, Any]], Any]) -> Restored | None:
     """Restores the newest usable step: reads its meta, builds `template_fn(meta)`, restores.
@@ -238,6 +290,8 @@ class Checkpointer:
     write those steps again. None when there is no checkpoint (a fresh run);
     NoUsableCheckpointError (nothing moved) when none restores.
     """
+    if self.read_only:
+      return self._read_latest(template_fn)
     failures = []
     for step in reversed(self.steps()):
       try:
@@ -259,6 +313,36 @@ class Checkpointer:
       raise NoUsableCheckpointError(
           f"no usable checkpoint in {self.directory} ({reasons}); to start over use a new "
           "--workdir or pass --overwrite (moves the old run aside)")
+    return None
+
+  def _read_latest(self, template_fn: Callable[[dict[str, Any]], Any]) -> Restored | None:
+    """restore_latest for a reader beside a possibly live trainer: a step that vanishes while
+    it is read (the trainer's keep-K deleted it) sends the reader back to the newest step; a
+    broken one is skipped and left where it is."""
+    failures: dict[int, str] = {}
+    for _ in range(_READER_RETRIES):
+      self._mgr.reload()
+      restarted = False
+      for step in reversed(self.steps()):
+        if step in failures:
+          continue
+        try:
+          meta = self.read_meta(step)
+          state = self.restore(step, template_fn(meta))
+        except CorruptCheckpointError as e:
+          if not (self.directory / str(step)).exists():
+            restarted = True  # deleted under us by the trainer: newer steps exist now
+            break
+          logging.warning("Checkpoint step %d in %s is unusable (%s); trying the previous one "
+                          "(left in place: read-only).", step, self.directory, e)
+          failures[step] = str(e)
+          continue
+        return Restored(step, state, meta, tuple(s for s in failures if s > step))
+      if not restarted:
+        break
+    if failures:
+      reasons = "; ".join(list(failures.values())[:3])
+      raise NoUsableCheckpointError(f"no usable checkpoint in {self.directory} ({reasons})")
     return None
 
   # ------------------------------------------------------------------------------------------
@@ -296,7 +380,9 @@ class Checkpointer:
     return self.directory.with_name(self.directory.name + REJECTED_SUFFIX)
 
   def _move_aside(self, step_or_name: int | str, reason: str) -> None:
-    """Moves a step directory out of orbax's sight; never deletes it."""
+    """Moves a step directory out of orbax's sight; never deletes it (lock holder only)."""
+    if self.read_only:
+      raise CheckpointError(f"a reader may not move {step_or_name} in {self.directory}")
     if jax.process_index() == 0:
       source = self.directory / str(step_or_name)
       if source.exists():
@@ -331,11 +417,28 @@ def _key_name(entry: Any) -> str:
   return str(entry)
 
 
+def path_name(path: Any) -> str:
+  """A tree path as '/'-joined names; dict keys, sequence indices and namedtuple fields alike
+  (orbax saves namedtuples and tuples as dicts and lists)."""
+  return "/".join(_key_name(k) for k in path)
+
+
 def _leaves_by_path(tree: Any) -> dict[str, Any]:
-  """'/'-joined paths; dict keys, sequence indices and namedtuple fields alike (orbax saves
-  namedtuples and tuples as dicts and lists)."""
   flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-  return {"/".join(_key_name(k) for k in path): leaf for path, leaf in flat}
+  return {path_name(path): leaf for path, leaf in flat}
+
+
+leaves_by_path = _leaves_by_path
+
+
+def mismatched_paths(saved: Mapping[str, Any], template: Any) -> set[str]:
+  """Paths of `saved` ({path: shape-bearing leaf}, see Checkpointer.saved_structure) and of
+  `template` that are missing on one side or stored with another shape."""
+  wanted = _leaves_by_path(template)
+  out = set(saved) ^ set(wanted)
+  out |= {p for p in set(saved) & set(wanted)
+          if tuple(np.shape(saved[p])) != _stored_shape(wanted[p])}
+  return out
 
 
 def _check_template(step: int, saved: Any, template: Any) -> None:
@@ -371,31 +474,32 @@ def _is_array(x: Any) -> bool:
   return isinstance(x, (jax.Array, np.ndarray, np.generic))
 
 
-def _bits(x: jax.Array) -> jax.Array | None:
-  """The raw bits of `x` as a flat uint32 vector (None for dtypes without a fixed width)."""
-  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-    x = jax.random.key_data(x)
-  if x.dtype == jnp.bool_:
-    x = x.astype(jnp.uint8)
-  unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}.get(x.dtype.itemsize)
-  if unsigned is None or jnp.issubdtype(x.dtype, jnp.complexfloating):
-    return None
-  return jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32).reshape(-1)
+def _host_bytes(x: Any) -> np.ndarray | None:
+  """The bytes of `x` as one flat uint8 host array (None where this process cannot see all
+  of it: a multi-host array sharded across processes)."""
+  if isinstance(x, jax.Array):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      x = jax.random.key_data(x)
+    if not x.is_fully_addressable:
+      if not x.sharding.is_fully_replicated:
+        return None
+      x = x.addressable_data(0)
+  host = np.ascontiguousarray(np.asarray(x))
+  return host.reshape(-1).view(np.uint8)
+
+
+def _crc32(x: Any) -> int | None:
+  data = _host_bytes(x)
+  return None if data is None else zlib.crc32(data)
 
 
 @jax.jit
-def _digest_leaf(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """A position-weighted sum of the bits of `x` (mod 2**32: exact and order-independent, so
-  the same on any sharding) and whether all its values are finite. Jitted per leaf, not per
-  tree: a few shapes compile once and serve every stage's tree."""
-  bits = _bits(x)
-  if bits is None:
-    checksum = jnp.uint32(0)
-  else:
-    weights = jnp.arange(bits.size, dtype=jnp.uint32) * jnp.uint32(2654435761) + jnp.uint32(1)
-    checksum = jnp.sum(bits * weights, dtype=jnp.uint32)
-  is_float = jnp.issubdtype(x.dtype, jnp.inexact)
-  return checksum, (jnp.all(jnp.isfinite(x)) if is_float else jnp.bool_(True))
+def _all_finite(x: jax.Array) -> jax.Array:
+  """Whether every value of `x` is finite. Jitted per leaf, not per tree: a few shapes compile
+  once and serve every stage's tree."""
+  if jnp.issubdtype(x.dtype, jnp.inexact):
+    return jnp.all(jnp.isfinite(x))
+  return jnp.bool_(True)
 
 
 def _host_scalar(x: jax.Array) -> Any:
@@ -403,24 +507,46 @@ def _host_scalar(x: jax.Array) -> Any:
 
 
 def _digest(tree: Any) -> tuple[dict[str, int], str | None]:
-  """({path: checksum}, the first path holding NaN/inf or None)."""
+  """({path: CRC32 of the leaf's bytes}, the first path holding NaN/inf or None).
+
+  CRC32 detects every error burst up to 32 bits, so every single- (and few-) bit flip in a
+  leaf; the old weighted sum missed half of the float sign-bit flips. Cost: one host copy and
+  ~1 GB/s of CRC per process, paid only when saving and restoring."""
   leaves = {p: x for p, x in _leaves_by_path(tree).items() if _is_array(x)}
   if not leaves:
     return {}, None
-  digests = [_digest_leaf(x) for x in leaves.values()]  # dispatched async, then gathered
-  checksums = {p: int(_host_scalar(s)) for p, (s, _) in zip(leaves, digests)}
-  bad = next((p for p, (_, ok) in zip(leaves, digests) if not _host_scalar(ok)), None)
+  finite = {p: _all_finite(x) for p, x in leaves.items()
+            if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)}  # dispatched async
+  checksums = {p: c for p, x in leaves.items() if (c := _crc32(x)) is not None}
+  bad = next((p for p, ok in finite.items() if not _host_scalar(ok)), None)
   return checksums, bad
 
 
-def _verify(step: int, state: Any, template: Any, saved: Mapping[str, int]) -> None:
-  checksums, _ = _digest(state)
+@jax.jit
+def _legacy_sum(x: jax.Array) -> jax.Array:
+  """The checksum of checkpoints written before CHECKSUM was recorded (verification only)."""
+  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    x = jax.random.key_data(x)
+  if x.dtype == jnp.bool_:
+    x = x.astype(jnp.uint8)
+  unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}.get(x.dtype.itemsize)
+  if unsigned is None or jnp.issubdtype(x.dtype, jnp.complexfloating):
+    return jnp.uint32(0)
+  bits = jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32).reshape(-1)
+  weights = jnp.arange(bits.size, dtype=jnp.uint32) * jnp.uint32(2654435761) + jnp.uint32(1)
+  return jnp.sum(bits * weights, dtype=jnp.uint32)
+
+
+def _verify(step: int, state: Any, template: Any, saved: Mapping[str, int],
+            algorithm: str = CHECKSUM) -> None:
   wanted_dtypes = {p: getattr(x, "dtype", None) for p, x in _leaves_by_path(template).items()}
-  restored = _leaves_by_path(state)
-  for path, value in checksums.items():
+  restored = {p: x for p, x in _leaves_by_path(state).items() if _is_array(x)}
+  for path, leaf in restored.items():
     # A template of another dtype (e.g. bf16 onto fp32) casts: the bits legitimately differ.
-    same_dtype = wanted_dtypes.get(path) == getattr(restored[path], "dtype", None)
-    if path in saved and same_dtype and saved[path] != value:
+    if path not in saved or wanted_dtypes.get(path) != getattr(leaf, "dtype", None):
+      continue
+    value = _crc32(leaf) if algorithm == CHECKSUM else int(_host_scalar(_legacy_sum(leaf)))
+    if value is not None and saved[path] != value:
       raise CorruptCheckpointError(f"step {step}: {path} fails its checksum (corrupted data)")
 
 
@@ -470,6 +596,27 @@ def _quiet_stray_read_errors() -> None:
   hook._tl_jax_quiet = True
   sys.unraisablehook = hook
   std_logging.getLogger("asyncio").addFilter(_StrayReadErrorFilter())
+
+
+def _item_handlers() -> dict[str, Any]:
+  return {STATE: ocp.StandardCheckpointHandler(), META: ocp.JsonCheckpointHandler(),
+          INTEGRITY: ocp.JsonCheckpointHandler()}
+
+
+class _quiet_absl:
+  """Drops orbax's absl log lines containing `text` for the duration (expected, not news)."""
+
+  def __init__(self, text: str):
+    self._text = text
+
+  def __enter__(self):
+    text = self._text
+    self._filter = type("_Filter", (std_logging.Filter,), {
+        "filter": lambda _, record: text not in record.getMessage()})()
+    std_logging.getLogger("absl").addFilter(self._filter)
+
+  def __exit__(self, *exc):
+    std_logging.getLogger("absl").removeFilter(self._filter)
 
 
 class _quiet_orbax_metrics_warning:

@@ -3,7 +3,8 @@
 Per device, one train step: split params into trainable and frozen leaves, differentiate the
 joint objective w.r.t. the trainable ones only (frozen layers get no backward pass at all),
 optionally over micro-batches (lax.scan), pmean grads and metrics over 'data', optax update,
-skip the update when the loss or the gradients are not finite (metric `is_finite` = 0).
+skip the update when the loss, the gradients or the updated params/optimizer state are not finite
+(metric `is_finite` = 0; `update_finite` = 0 when only the update is).
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def forward(module: Any, params: Any, batch: Batch, *, train: bool,
     return module.apply({'params': params}, batch['image'], train=train, rngs=rngs)
   inputs = {k: batch[k] for k in TEXT_INPUTS if k in batch}
   return module.apply({'params': params}, train=train, rngs=rngs, **inputs)
+
+
+def _all_finite(tree: Any) -> jax.Array:
+  checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
 
 
 def _select(ok: jax.Array, new: Any, old: Any) -> Any:
@@ -120,18 +127,23 @@ def make_train_step(module: Any, *, tx: optax.GradientTransformation, trainable:
     grads = jax.lax.pmean(grads, axis_name)
     metrics = jax.lax.pmean(metrics, axis_name)
     grad_norm = optax.global_norm(grads)
-    ok = jnp.isfinite(metrics['loss']) & jnp.isfinite(grad_norm)
+    grads_ok = jnp.isfinite(metrics['loss']) & jnp.isfinite(grad_norm)
 
     # Frozen leaves get zero "gradients" that set_to_zero discards: XLA folds them away.
     full_grads = freezing.merge(grads, jax.tree.map(jnp.zeros_like, frozen_params))
     updates, opt_state = tx.update(full_grads, state.opt_state, state.params)
     flat_updates = freezing.flatten(updates)
     new_train = {n: (p + flat_updates[n]).astype(p.dtype) for n, p in train_params.items()}
+    # Finite loss and gradients can still give a non-finite update (an overflowing learning
+    # rate or moment): caught in this step, before it is applied; a fused reduction, cheap.
+    update_ok = _all_finite((new_train, opt_state))
+    ok = grads_ok & update_ok
     # Frozen leaves are passed through untouched (bit-identical, not p + 0).
     params = freezing.merge(_select(ok, new_train, train_params), frozen_params)
     opt_state = _select(ok, opt_state, state.opt_state)
     metrics = dict(metrics, grad_norm=grad_norm, learning_rate=lr_schedule(state.step),
-                   lam=lam_fn(state.step), is_finite=ok.astype(jnp.float32))
+                   lam=lam_fn(state.step), is_finite=ok.astype(jnp.float32),
+                   update_finite=update_ok.astype(jnp.float32))
     return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
   return step_fn

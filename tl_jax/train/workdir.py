@@ -1,7 +1,8 @@
 """The run directory: one run at a time (a lock), one model per directory (a fingerprint).
 
   WORKDIR/
-    .lock            flock held by the running process (a killed process releases it)
+    .lock            filelock (flock) held by the trainer (a killed process releases it);
+                     holds its pid. Readers (eval, reports) take no lock and write nothing.
     run.json         fingerprint of what the checkpoints hold (model, datasets, classes)
     config.json      the resolved config of the first run (config.resumed-*.json if changed)
     checkpoints/     orbax steps (see checkpoint.py)   metrics.jsonl, tensorboard/ (metrics.py)
@@ -14,8 +15,6 @@ after the model and data are known to load (bad input must fail before any file 
 from __future__ import annotations
 
 import dataclasses
-import errno
-import fcntl
 import json
 import os
 import pathlib
@@ -23,6 +22,7 @@ import time
 from typing import Any, Mapping
 
 from absl import logging
+import filelock
 
 import tl_jax
 
@@ -55,7 +55,7 @@ class WorkdirMismatchError(WorkdirError):
 class Workdir:
   """Paths of one run directory; holds the lock until `close()` or process exit."""
   path: pathlib.Path
-  _lock_fd: int | None = dataclasses.field(default=None, repr=False)
+  _lock: filelock.BaseFileLock | None = dataclasses.field(default=None, repr=False)
 
   @property
   def checkpoints(self) -> pathlib.Path:
@@ -83,9 +83,16 @@ class Workdir:
 
   def close(self) -> None:
     """Releases the lock (process exit does it too)."""
-    if self._lock_fd is not None:
-      _release_lock(self.path, self._lock_fd)
-      self._lock_fd = None
+    if self._lock is not None:
+      self._lock.release()
+      self._lock = None
+
+  def record_config(self, config: Any) -> None:
+    """config.json on the first run; a changed config on a resume goes to
+    config.resumed-<time>.json. Call it once the checkpoint restored: a refused resume must
+    leave no record of a run that never happened."""
+    if self._lock is not None and config is not None:
+      _record_config(self, config)
 
   def __enter__(self) -> "Workdir":
     return self
@@ -118,6 +125,8 @@ def open_workdir(path: str | os.PathLike, *, fingerprint: Mapping[str, Any],
   """Creates/locks `path`, checks it holds no other model's run, records run.json/config.json.
 
   overwrite: start anew; a previous run in `path` is moved to a sibling `<name>.old-<time>`.
+  config: recorded now in config.json (config.resumed-<time>.json if changed); the trainer
+  passes None and calls `record_config` once its checkpoint restored.
   primary: whether this process writes (default: jax.process_index() == 0). Other processes
   of a multi-host job only check compatibility; they neither lock nor write.
   Raises WorkdirNotWritableError, WorkdirLockedError, WorkdirMismatchError (all ValueError).
@@ -145,7 +154,9 @@ def open_workdir(path: str | os.PathLike, *, fingerprint: Mapping[str, Any],
         _move_aside(path)
     else:
       _check_compatible(path, fingerprint)
-    _record(workdir, fingerprint, config)
+    _record(workdir, fingerprint)
+    if config is not None:
+      _record_config(workdir, config)
   except BaseException:
     workdir.close()
     raise
@@ -175,42 +186,33 @@ def _ensure_writable(path: pathlib.Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Lock: flock is released by the kernel when the holder dies, so a SIGKILLed run never blocks
-# the rerun. One open file per path per process (flock is per open file description).
+# Lock: filelock's FileLock is flock on Unix, released by the kernel when the holder dies, so a
+# SIGKILLed run never blocks the rerun. One lock object per path per process (is_singleton), so
+# opening the same workdir twice in a process nests instead of deadlocking.
 
-_HELD: dict[pathlib.Path, list[int]] = {}  # path -> [fd, refcount]
-
-
-def _acquire_lock(path: pathlib.Path) -> int:
-  if path in _HELD:
-    _HELD[path][1] += 1
-    return _HELD[path][0]
-  fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-  try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-  except OSError as e:
-    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-    os.close(fd)
-    if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-      raise WorkdirLockedError(
-          f"workdir {path} is in use by another run (pid {holder}); wait for it to finish "
-          "or choose another --workdir") from None
-    raise WorkdirNotWritableError(f"cannot lock workdir {path}: {e.strerror}") from None
+def _write_pid(fd: int) -> None:
   os.ftruncate(fd, 0)
   os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-  _HELD[path] = [fd, 1]
-  return fd
 
 
-def _release_lock(path: pathlib.Path, fd: int) -> None:
-  entry = _HELD.get(path)
-  if entry is None or entry[0] != fd:
-    return
-  entry[1] -= 1
-  if entry[1] == 0:
-    del _HELD[path]
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    os.close(fd)
+def _acquire_lock(path: pathlib.Path) -> filelock.BaseFileLock:
+  # on_acquired also turns off filelock's soft (marker-file) fallback: a marker outlives a
+  # killed run, which would lock the workdir until someone deletes it.
+  lock = filelock.FileLock(path / LOCK_FILE, timeout=0, thread_local=False, is_singleton=True,
+                           on_acquired=_write_pid)
+  try:
+    lock.acquire(blocking=False)
+  except filelock.Timeout:
+    try:
+      holder = (path / LOCK_FILE).read_text().strip() or "unknown"
+    except OSError:
+      holder = "unknown"
+    raise WorkdirLockedError(
+        f"workdir {path} is in use by another run (pid {holder}); wait for it to finish "
+        "or choose another --workdir") from None
+  except OSError as e:
+    raise WorkdirNotWritableError(f"cannot lock workdir {path}: {e.strerror or e}") from None
+  return lock
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,7 +291,7 @@ def _move_aside(path: pathlib.Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # Records
 
-def _record(workdir: Workdir, fingerprint: dict[str, Any], config: Any) -> None:
+def _record(workdir: Workdir, fingerprint: dict[str, Any]) -> None:
   if not _holds_checkpoints(workdir.path) or not workdir.run_file.exists():
     _write_json(workdir.run_file, {"fingerprint": fingerprint,
                                    "tl_jax_version": tl_jax.__version__,
@@ -299,8 +301,9 @@ def _record(workdir: Workdir, fingerprint: dict[str, Any], config: Any) -> None:
     if recorded != tl_jax.__version__:
       logging.warning("Workdir %s was written by tl_jax %s; this is %s.", workdir.path, recorded,
                       tl_jax.__version__)
-  if config is None:
-    return
+
+
+def _record_config(workdir: Workdir, config: Any) -> None:
   resolved = _config_dict(config)
   if not workdir.config_file.exists():
     _write_json(workdir.config_file, resolved)
