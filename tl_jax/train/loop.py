@@ -11,11 +11,13 @@ import math
 import os
 import pathlib
 import signal
+import threading
 import time
 from typing import Any
 
 from absl import logging
 import jax
+import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 
@@ -32,17 +34,39 @@ from tl_jax.transfer import objectives
 
 
 class NonFiniteLossError(RuntimeError):
-  """The loss or the gradients became NaN/inf; the last good checkpoint is kept."""
+  """The loss, the gradients or the update became NaN/inf; the last good checkpoint is kept."""
+
+
+# Exit status of a run stopped by SIGTERM or a pre-emption notice after saving its checkpoint:
+# EX_TEMPFAIL ("try again"), distinct from success (0), errors (1, 2) and kills (128+n), so a
+# job script or scheduler can requeue on it. Rerunning the same command resumes.
+PREEMPTED_EXIT_CODE = 75
+
+
+class Preempted(SystemExit):
+  """Training stopped at a step boundary after SIGTERM / a pre-emption notice, its checkpoint
+  saved. A SystemExit (code PREEMPTED_EXIT_CODE): the process should end, sweeps included."""
+
+  def __init__(self, message: str):
+    super().__init__(PREEMPTED_EXIT_CODE)
+    self.message = message
+
+  def __str__(self) -> str:
+    return self.message
 
 
 # Testing aid (tests/test_reliability.py): TL_JAX_TEST_KILL_AT='<point>:<step>' SIGKILLs the
 # process at that point of that step, so crash safety is tested at exact places: 'step' (the
 # step is dispatched, nothing of it saved), 'save' (a checkpoint write has started and is not
-# finished), 'eval' (between two eval batches).
+# finished), 'eval' (between two eval batches). 'term:<step>' sends SIGTERM instead, right
+# after that step is dispatched (pre-emption).
 KILL_AT_ENV = 'TL_JAX_TEST_KILL_AT'
 
 
 def _maybe_kill(point: str, step: int | None, checkpoints: pathlib.Path | None = None) -> None:
+  if step is not None and point == 'step' and os.environ.get(KILL_AT_ENV) == f'term:{step}':
+    os.kill(os.getpid(), signal.SIGTERM)
+    return
   if step is None or os.environ.get(KILL_AT_ENV) != f'{point}:{step}':
     return
   if checkpoints is not None:  # die mid-write: once orbax's temporary step directory exists
@@ -55,14 +79,8 @@ def _maybe_kill(point: str, step: int | None, checkpoints: pathlib.Path | None =
 
 
 def check_config(config: mlc.ConfigDict) -> None:
-  t, o = config.train, config.optimizer
-  if t.num_steps <= 0:
-    raise experiment.ConfigError(f'train.num_steps={t.num_steps}: must be > 0')
-  if o.learning_rate <= 0:
-    raise experiment.ConfigError(f'optimizer.learning_rate={o.learning_rate}: must be > 0')
-  for key in ('log_every', 'eval_every', 'checkpoint_every'):
-    if t[key] < 0:
-      raise experiment.ConfigError(f'train.{key}={t[key]}: must be >= 0 (0 = only at the end)')
+  """Every value in its range (config.validate), before anything is built or written."""
+  config_lib.validate(config)
 
 
 def check_fits(config: mlc.ConfigDict, pieces: experiment.Pieces, core: step_lib.TrainCore,
@@ -107,6 +125,97 @@ def restore_template(core: step_lib.TrainCore, step: int) -> Any:
                       core.abstract_state(step))
 
 
+def restore_state(ckpt: checkpoint_lib.Checkpointer, core: step_lib.TrainCore
+                  ) -> checkpoint_lib.Restored | None:
+  """The newest usable checkpoint as a state for today's config, laid out on the devices.
+
+  When today's optimizer or freezing setup builds another optimizer-state tree than the
+  checkpoint holds (train the head, then unfreeze everything and resume), the params, step,
+  rng, data position and early stopping are restored and the optimizer state is rebuilt for
+  today's trainable set: every array found at the same path with the same shape carries over,
+  the rest starts fresh (logged). Params that differ are a different model: refused before
+  anything is written."""
+  rebuilt = set()
+
+  def template_fn(meta):
+    step = int(meta['step'])
+    template = restore_template(core, step)
+    saved = ckpt.saved_structure(step)
+    differ = checkpoint_lib.mismatched_paths(saved, template)
+    if not differ:
+      return template
+    model = sorted(p for p in differ if not p.startswith('opt_state/'))
+    if model:
+      raise checkpoint_lib.CheckpointTemplateError(
+          f'the checkpoint at step {step} in {ckpt.directory} holds other parameters than this '
+          f'config builds ({", ".join(model[:3])}{", ..." if len(model) > 3 else ""}); '
+          'that is another model: use a new --workdir (initialise it from this run with '
+          '--config.model.name=<this workdir>/export), or pass --overwrite')
+    rebuilt.add(step)
+    sharding = jax.tree.leaves(template)[0].sharding
+    return template.replace(opt_state=ckpt.saved_tree(step, sharding)['opt_state'])
+
+  restored = ckpt.restore_latest(template_fn)
+  if restored is None:
+    return None
+  state = restored.state
+  stage = core.stage_at(restored.step)
+  if int(state.stage) != stage:
+    logging.info('Resuming step %d in freezing stage %d (the checkpoint says %d: the freezing '
+                 'schedule changed).', restored.step, stage, int(state.stage))
+  if restored.step in rebuilt:
+    opt_state, kept, total = _carry_over(core.tx(stage).init(state.params), state.opt_state)
+    logging.warning('Resuming step %d with a changed optimizer or freezing setup: rebuilt the '
+                    'optimizer state (%d of %d arrays carried over by path and shape, %d fresh).',
+                    restored.step, kept, total, total - kept)
+    state = state.replace(opt_state=opt_state)
+  state = state.replace(stage=jnp.asarray(stage, jnp.int32))
+  return checkpoint_lib.Restored(restored.step, core.to_devices(state), restored.meta,
+                                 restored.skipped)
+
+
+def _carry_over(fresh: Any, saved: Any) -> tuple[Any, int, int]:
+  """`fresh` with every leaf that `saved` holds at the same path, shape and dtype."""
+  old = checkpoint_lib.leaves_by_path(saved)
+  flat, treedef = jax.tree_util.tree_flatten_with_path(fresh)
+  leaves, kept = [], 0
+  for path, new in flat:
+    value = old.get(checkpoint_lib.path_name(path))
+    if value is not None and np.shape(value) == np.shape(new) and value.dtype == new.dtype:
+      new, kept = value, kept + 1
+    leaves.append(new)
+  return jax.tree_util.tree_unflatten(treedef, leaves), kept, len(leaves)
+
+
+class _PreemptionWatch:
+  """Asks for a save at the next step boundary on SIGTERM (one process) or when jax's
+  pre-emption sync service says so (multi-process: it hears SIGTERM and TPU/GCE pre-emption
+  notices on any host and picks one step for all of them)."""
+
+  def __init__(self, ckpt: checkpoint_lib.Checkpointer):
+    self._ckpt = ckpt
+    self.reason: str | None = None
+    self._previous = None
+    # Multi-process: jax's service owns SIGTERM (a local flag would stop the hosts at
+    # different steps and hang the collective save).
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+  def _on_sigterm(self, signum, frame) -> None:
+    del signum, frame
+    self.reason = self.reason or 'SIGTERM'
+
+  def reached(self, step: int) -> bool:
+    if self.reason is None and self._ckpt.reached_preemption(step):
+      self.reason = 'pre-emption notice'
+    return self.reason is not None
+
+  def close(self) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None
+
+
 def _due(step: int, every: int, last: int) -> bool:
   return step == last or (every > 0 and step % every == 0)
 
@@ -134,13 +243,15 @@ def evaluate_params(core: step_lib.TrainCore, params, evals: dict, *,
 
 
 def _report(writer: metrics_lib.MetricsWriter, config, final: dict[str, float], step: int,
-            seconds: float, workdir) -> None:
+            seconds: float, workdir, export_note: str = '') -> None:
   target = {k: v for k, v in final.items() if k.startswith('target/') and 'accuracy' in k}
   lines = [f'Done: {step} steps in {seconds:.0f} s ({config.model.name}, init='
            f'{config.model.init}, target {config.data.target.name}).']
   lines += [f'  {k}: {v:.4f}' for k, v in sorted(target.items())]
   exported = f'   export: {workdir.export}' if config.train.export_hf else ''
   lines.append(f'  metrics: {workdir.metrics_file}{exported}')
+  if export_note:  # which class loads the export (README.md there says how)
+    lines.append(f'  export loads as {export_note.replace("DIR", str(workdir.export))}')
   if config.model.init == 'pretrained':
     lines.append('  Baseline from a random init, same schedule: '
                  '--config.model.init=random (make demo runs both and compares).')
@@ -173,18 +284,23 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
   fingerprint = workdir_lib.config_fingerprint(
       config, architecture=module.architecture(),
       num_classes=int(pieces.target_info.num_classes))
-  wd = workdir_lib.open_workdir(workdir, fingerprint=fingerprint, config=config,
-                                overwrite=overwrite)
+  wd = workdir_lib.open_workdir(workdir, fingerprint=fingerprint, overwrite=overwrite)
   ckpt = checkpoint_lib.Checkpointer.from_config(wd.checkpoints, config.train)
   early = metrics_lib.EarlyStopping(config.train.best_metric,
                                     config.train.early_stopping_patience,
                                     mode=config.train.best_mode)
-  restored = ckpt.restore_latest(lambda meta: restore_template(core, meta['step']))
+  try:
+    restored = restore_state(ckpt, core)
+  except BaseException:
+    ckpt.close()
+    wd.close()
+    raise
+  wd.record_config(config)  # only now: a refused resume leaves no config.resumed-*.json
   if restored is None:
     state = core.init_state(pieces.params, config.seed)
     start = 0
   else:
-    state = core.to_devices(restored.state)
+    state = restored.state
     train_iter.set_state(restored.meta['data'])
     early.load_state_dict(restored.meta['early_stopping'])
     start = restored.step
@@ -204,6 +320,8 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
   pending = None  # (step, device metrics) not yet checked
   step = start
   inject_nan_at = config.train.get('inject_nan_at_step', 0)
+  preemption = _PreemptionWatch(ckpt)
+  preempted = False
   try:
     for step in range(start + 1, num_steps + 1):
       batch = next(train_iter)
@@ -216,12 +334,14 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
       state, metrics = core.train_step(state, batch)
       _maybe_kill('step', step)
       if pending is not None:
-        _check_finite(core, *pending)
+        _check_finite(ckpt, *pending)
       pending = (step, metrics)
+      # Step boundary: a pre-emption saves this step (after its eval, if one is due) and stops.
+      preempted = preemption.reached(step)
       eval_now = _due(step, config.train.eval_every, num_steps)
-      save_now = eval_now or _due(step, config.train.checkpoint_every, num_steps)
+      save_now = eval_now or _due(step, config.train.checkpoint_every, num_steps) or preempted
       if _due(step, config.train.log_every, num_steps) or save_now:
-        _check_finite(core, *pending)
+        _check_finite(ckpt, *pending)
         pending = None
         if _due(step, config.train.log_every, num_steps):
           writer.log_train(step, core.host_metrics(metrics))
@@ -237,47 +357,70 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
         meta = {'step': step, 'stage': core.stage, 'data': train_iter.get_state(),
                 'early_stopping': early.state_dict()}
         ckpt.save(step, core.to_host(state), meta, metrics=results,
-                  force=(step == num_steps or stop))
+                  force=(step == num_steps or stop or preempted))
         _maybe_kill('save', step, ckpt.directory)
+      if preempted:
+        break
       if stop:
         writer.log_text(f'Early stopping at step {step}: no gain in {early.metric} for '
                         f'{early.patience} evals (best at step {early.best_step}).')
         break
   finally:
-    ckpt.close()
+    preemption.close()
+    ckpt.close()  # waits for the last save to be on disk
+  if preempted:
+    message = (f'Pre-empted ({preemption.reason}) at step {step}/{num_steps}: checkpoint '
+               f'{step} saved in {wd.checkpoints}; rerun the same command to resume (exit code '
+               f'{PREEMPTED_EXIT_CODE}).')
+    writer.log_text(message)
+    writer.close()
+    wd.close()
+    raise Preempted(message)
 
   # -----------------------------------------------------------------------------------------
   # Export and report.
   # -----------------------------------------------------------------------------------------
   if not final:  # resumed a finished run: evaluate what is there
     final = evaluate_params(core, state.params, evals)
+  export_note = ''
   if jax.process_index() == 0 and config.train.export_hf:
     # The model's own params: method-owned ones (discriminators, ...) are not part of it.
     params = objectives.module_params(jax.device_get(core.to_host(state).params))
-    models.save_pretrained(module, params, wd.export, tokenizer_from=config.model.name
-                           if module.kind == 'text' else None)
-  _report(writer, config, final, step, time.monotonic() - start_time, wd)
+    infos = {role: data_lib.dataset_info(config.data[role], config.data)
+             for role in ('target', 'source') if config.data[role].name}
+    export_note = models.export_run(module, params, wd.export, config=config, metrics=final,
+                                    step=step, infos=infos).note
+  _report(writer, config, final, step, time.monotonic() - start_time, wd, export_note)
   writer.close()
   wd.close()
   return final
 
 
-def _check_finite(core: step_lib.TrainCore, step: int, metrics) -> None:
-  ok = float(np.asarray(jax.device_get(metrics['is_finite'])).reshape(-1)[0])
-  if ok < 1:
-    loss = float(np.asarray(jax.device_get(metrics['loss'])).reshape(-1)[0])
-    raise NonFiniteLossError(
-        f'loss or gradients not finite at step {step} (loss={loss}); the update was skipped and '
-        'training stopped, the last good checkpoint is kept. Lower the learning rate or check '
-        'the data.')
+def _check_finite(ckpt: checkpoint_lib.Checkpointer, step: int, metrics) -> None:
+  host = lambda key: float(np.asarray(jax.device_get(metrics[key])).reshape(-1)[0])
+  if host('is_finite') >= 1:
+    return
+  loss, grad_norm = host('loss'), host('grad_norm')
+  if math.isfinite(loss) and math.isfinite(grad_norm) and host('update_finite') < 1:
+    what = (f'the update is not finite at step {step} although the loss ({loss:.4g}) and the '
+            f'gradients (norm {grad_norm:.4g}) are: the optimizer overflowed')
+  else:
+    what = f'loss or gradients not finite at step {step} (loss={loss}, grad norm={grad_norm})'
+  good = ckpt.latest_step()
+  kept = (f'the last good checkpoint (step {good}) is kept and a rerun resumes from it'
+          if good is not None else 'no checkpoint was saved before it (a rerun starts afresh)')
+  raise NonFiniteLossError(f'{what}; the update was skipped and training stopped; {kept}. '
+                           'Lower the learning rate or check the data.')
 
 
 def saved_config(workdir: str | os.PathLike) -> mlc.ConfigDict:
-  """The config a run was trained with, read over today's defaults, so a run saved before a
-  config key existed still loads (with that key at its default)."""
-  saved = pathlib.Path(workdir) / workdir_lib.CONFIG_FILE
-  if not saved.exists():
-    raise FileNotFoundError(f'{workdir} holds no tl_jax run ({saved.name} missing): train first')
+  """The config a run was last trained with (the newest config.resumed-*.json, else
+  config.json), read over today's defaults, so a run saved before a config key existed still
+  loads (with that key at its default)."""
+  first = pathlib.Path(workdir) / workdir_lib.CONFIG_FILE
+  if not first.exists():
+    raise FileNotFoundError(f'{workdir} holds no tl_jax run ({first.name} missing): train first')
+  saved = max(pathlib.Path(workdir).glob('config.resumed-*.json'), default=first)
   config = config_lib.base_config()
   config.update(json.loads(saved.read_text()))
   return config
@@ -285,15 +428,17 @@ def saved_config(workdir: str | os.PathLike) -> mlc.ConfigDict:
 
 def restore_run(workdir: str | os.PathLike):
   """(config, pieces, core, restored) of a run's latest complete checkpoint, rebuilt with the
-  config it was trained with; restored.state holds its params (method-owned ones included)."""
+  config it was trained with; restored.state (on the devices) holds its params (method-owned
+  ones included). Read-only: safe to call on a run that is training."""
   config = saved_config(workdir)
   pieces = experiment.build(config)
   core = step_lib.TrainCore(config, pieces.module, pieces.params,
                             pretrained_params=pieces.params)
+  # Read-only: safe beside a live trainer (creates, cleans up and moves nothing).
   ckpt = checkpoint_lib.Checkpointer.from_config(pathlib.Path(workdir) / 'checkpoints',
-                                                 config.train)
+                                                 config.train, read_only=True)
   try:
-    restored = ckpt.restore_latest(lambda meta: restore_template(core, meta['step']))
+    restored = restore_state(ckpt, core)
   finally:
     ckpt.close()
   if restored is None:
@@ -308,8 +453,7 @@ def evaluate(config: mlc.ConfigDict, workdir: str) -> dict[str, float]:
   evals = data_lib.build_eval_batches(
       config.data, tokenizer=pieces.tokenizer, image_size=_image_size(config, pieces.module),
       num_devices=core.launcher.num_devices)
-  state = core.to_devices(restored.state)
-  results = evaluate_params(core, state.params, evals)
+  results = evaluate_params(core, restored.state.params, evals)
   print(f'eval @ step {restored.step}:')
   for k, v in sorted(results.items()):
     print(f'  {k}: {v:.4f}' if math.isfinite(v) else f'  {k}: {v}')
