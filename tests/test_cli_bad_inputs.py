@@ -313,6 +313,76 @@ CASES = [
                                              'choose a new or empty --workdir'),
          setup=_users_files),
 ]
+
+
+# Folder datasets, vocabulary and config.json (issue #12 items 3 and 6).
+def _folder_copy(ctx, kind='text') -> pathlib.Path:
+  src = ctx.assets.text_folder if kind == 'text' else ctx.assets.image_folder
+  shutil.copytree(src, ctx.dir / 'data')
+  return ctx.dir / 'data'
+
+
+def _folder_with_empty_class(ctx):
+  (_folder_copy(ctx) / 'politics').mkdir()
+
+
+def _folder_with_one_class(ctx):
+  root = _folder_copy(ctx)
+  for label in ('sport', 'tech'):
+    shutil.rmtree(root / label)
+  (root / '__MACOSX' / 'sport').mkdir(parents=True)  # junk is no second class
+
+
+def _folder_with_zero_byte_image(ctx):
+  (_folder_copy(ctx, 'image') / 'sport' / '003.npy').write_bytes(b'')
+
+
+def _folder_mixing_channels(ctx):
+  root = _folder_copy(ctx, 'image')
+  np.save(root / 'tech' / 'rgb.npy', np.zeros((8, 8, 3), np.uint8))
+
+
+def _smaller_vocab(ctx):
+  from safetensors.numpy import load_file, save_file
+  _edit_config(vocab_size=1000)(ctx)
+  state = load_file(ctx.model / 'model.safetensors')
+  key = next(k for k in state if k.endswith('word_embeddings.weight'))
+  state[key] = state[key][:1000]
+  save_file(state, ctx.model / 'model.safetensors', metadata={'format': 'pt'})
+
+
+def _config_json_not_json(ctx):
+  _copy_model(ctx)
+  (ctx.model / 'config.json').write_text('{"model_type": "bert", "hidden_size": 32,\n')
+
+
+def _data(ctx):
+  return f'folder:{ctx.dir / "data"}'
+
+
+def _vit(ctx):
+  return str(ctx.assets.vit_dir)
+
+
+CASES += [
+    Case('folder_with_an_empty_class', ('class folder politics holds no', 'remove the folder'),
+         setup=_folder_with_empty_class, overrides={'data__target__name': _data}),
+    Case('folder_with_one_class', ('has 1 class (business)', 'needs at least two'),
+         setup=_folder_with_one_class, overrides={'data__target__name': _data}),
+    Case('folder_with_a_zero_byte_image', ('sport/003.npy is empty (0 bytes)',
+                                           'replace or remove the file'),
+         setup=_folder_with_zero_byte_image,
+         overrides={'model__name': _vit, 'data__target__name': _data}),
+    Case('folder_mixing_channel_counts', ('mixes images with 1', '3 (e.g. tech/rgb.npy)',
+                                          '--config.data.image_channels=3'),
+         setup=_folder_mixing_channels,
+         overrides={'model__name': _vit, 'data__target__name': _data}),
+    Case('vocab_smaller_than_tokenizer', ('tokenizer has 30522 tokens', "vocab_size is 1000",
+                                          'would give NaN'),
+         setup=_smaller_vocab, overrides={'model__name': _model}),
+    Case('config_json_not_json', ('model/config.json is not valid JSON', 'line 2'),
+         setup=_config_json_not_json, overrides={'model__name': _model}),
+]
 assert len({c.id for c in CASES}) == len(CASES) >= 20
 
 

@@ -70,6 +70,7 @@ def build(config: mlc.ConfigDict) -> Pieces:
   _check_kinds(module, target, source)
   tokenizer = models.load_tokenizer(config.model.name) if module.kind == 'text' else None
   if tokenizer is not None:
+    models.pretrained.check_vocab(module.config.vocab_size, tokenizer, config.model.name)
     limit = module.config.max_position_embeddings
     if config.data.max_length > limit:
       raise ConfigError(f'data.max_length={config.data.max_length} is over the model\'s '

@@ -42,6 +42,20 @@ class PickleNotAllowedError(ValueError):
   """Only a pickled checkpoint is there, and loading pickles was not asked for."""
 
 
+class VocabularyMismatchError(ValueError):
+  """A tokenizer with more tokens than the model's embedding table has rows."""
+
+
+def check_vocab(vocab_size: int, tokenizer, source: str) -> None:
+  """Token ids >= vocab_size index past the embedding table: jnp.take fills NaN, so training
+  fails at step 1 and apply() returns NaN logits. Refuse when model and tokenizer meet."""
+  if len(tokenizer) > vocab_size:
+    raise VocabularyMismatchError(
+        f"{source}: the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
+        f'{vocab_size}, so ids >= {vocab_size} would give NaN; use the tokenizer saved with this '
+        f'checkpoint or a model whose vocab_size >= {len(tokenizer)}')
+
+
 @dataclasses.dataclass
 class LoadReport:
   """What load_pretrained did beyond copying weights one to one."""
@@ -294,7 +308,7 @@ def load_tokenizer(name_or_path: str | os.PathLike):
   from transformers import AutoTokenizer
   directory = resolve_lib.tokenizer_dir(name_or_path)
   try:  # trust_remote_code=False: never run a repository's code (nor ask on a terminal)
-    return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
   except ValueError as e:
     if 'trust_remote_code' not in str(e):
       raise
@@ -302,3 +316,8 @@ def load_tokenizer(name_or_path: str | os.PathLike):
         f'{directory} wants custom code to build its tokenizer (auto_map in '
         'tokenizer_config.json); tl_jax never runs code from a model repository: use a '
         'checkpoint with a standard tokenizer (e.g. BertTokenizerFast)') from None
+  hf = resolve_lib.read_config_json(directory / 'config.json') if (
+      directory / 'config.json').is_file() else {}
+  if hf.get('model_type') == 'bert' and isinstance(hf.get('vocab_size'), int):
+    check_vocab(hf['vocab_size'], tokenizer, str(name_or_path))
+  return tokenizer

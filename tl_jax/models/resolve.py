@@ -20,6 +20,26 @@ class CheckpointNotFoundError(FileNotFoundError):
   """Nothing loadable where the name points (missing dir/file, not cached offline, ...)."""
 
 
+class InvalidConfigError(ValueError):
+  """A config.json that is not a JSON object (truncated, hand-edited, an HTML error page)."""
+
+
+def read_config_json(path: Path) -> dict[str, Any]:
+  """config.json as a dict; anything else is one error naming the file."""
+  try:
+    config = json.loads(Path(path).read_text(encoding='utf-8'))
+  except UnicodeDecodeError as e:
+    raise InvalidConfigError(f'{path} is not valid JSON (not UTF-8 text: {e.reason}); '
+                             'restore the file from the checkpoint') from None
+  except json.JSONDecodeError as e:
+    raise InvalidConfigError(f'{path} is not valid JSON ({e.msg} at line {e.lineno} column '
+                             f'{e.colno}); fix the file or download the checkpoint again') from None
+  if not isinstance(config, dict):
+    raise InvalidConfigError(f'{path} holds a JSON {type(config).__name__}, not an object; '
+                             'restore the HF config.json of the checkpoint')
+  return config
+
+
 @dataclasses.dataclass(frozen=True)
 class Resolved:
   source: str  # what the user asked for
@@ -63,7 +83,7 @@ def _local_dir(path: Path, source: str, need_weights: bool) -> Resolved:
   config_file = path / 'config.json'
   if not config_file.is_file():
     raise CheckpointNotFoundError(f'{path} has no config.json (an HF-layout directory needs it).')
-  hf_config = json.loads(config_file.read_text())
+  hf_config = read_config_json(config_file)
   weights = None
   if need_weights:
     chosen = _pick_weights({p.name for p in path.iterdir()})
@@ -95,7 +115,7 @@ def _hub(repo_id: str, need_weights: bool) -> Resolved:
     raise CheckpointNotFoundError(
         f'{repo_id!r}: no such (accessible) hub repository; check the name or log in.') from e
   directory = config_file.parent
-  hf_config = json.loads(config_file.read_text())
+  hf_config = read_config_json(config_file)
   if not need_weights:
     return Resolved(repo_id, directory, hf_config, None)
 
