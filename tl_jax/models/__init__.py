@@ -6,6 +6,7 @@
 """
 
 from tl_jax.models.bert import BertConfig, BertModel
+from tl_jax.models.export import export_run
 from tl_jax.models.hf_config import UnsupportedModelError, module_from_architecture
 from tl_jax.models.outputs import ModelOutput
 from tl_jax.models.pretrained import (CheckpointMismatchError, LoadReport, load_pretrained,
@@ -15,7 +16,7 @@ from tl_jax.models.vit import ViTConfig, ViTModel, resample_position_embeddings
 
 __all__ = [
     'BertConfig', 'BertModel', 'ViTConfig', 'ViTModel', 'ModelOutput', 'LoadReport',
-    'load_pretrained', 'save_pretrained', 'load_tokenizer', 'module_from_architecture',
-    'resample_position_embeddings', 'CheckpointMismatchError', 'CheckpointNotFoundError',
+    'load_pretrained', 'save_pretrained', 'export_run', 'load_tokenizer',
+    'module_from_architecture', 'resample_position_embeddings', 'CheckpointMismatchError', 'CheckpointNotFoundError',
     'UnsupportedModelError',
 ]

@@ -7,7 +7,7 @@ import functools
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from absl import logging
 import flax
@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tl_jax.models import convert
+from tl_jax.models import export as export_lib
 from tl_jax.models import hf_config
 from tl_jax.models import lora as lora_lib
 from tl_jax.models import resolve as resolve_lib
@@ -151,6 +152,7 @@ def load_pretrained(
     pooling: str | None = None,
     dropout_rate: float | None = None,
     attention_dropout_rate: float | None = None,
+    dropout_impl: str | None = None,
     dtype: Any = None,
     param_dtype: Any = None,
     image_size: int | None = None,
@@ -182,7 +184,8 @@ def load_pretrained(
     model_type, kwargs = hf_config.config_kwargs_from_hf(
         resolved.hf_config, f'{resolved.directory}/config.json')
     if init == 'pretrained':
-      weights = read_checkpoint(resolved.weights, allow_pickle)
+      weights = export_lib.from_export(read_checkpoint(resolved.weights, allow_pickle), kwargs,
+                                       model_type)
   if init == 'random':
     weights = {}
   weights, foreign = convert.split_foreign(weights)
@@ -197,7 +200,8 @@ def load_pretrained(
     kwargs['num_classes'] = num_classes or 0
     kwargs['heads'] = heads or ()
   overrides = dict(pooling=pooling, dropout_rate=dropout_rate,
-                   attention_dropout_rate=attention_dropout_rate, dtype=dtype,
+                   attention_dropout_rate=attention_dropout_rate, dropout_impl=dropout_impl,
+                   dtype=dtype,
                    param_dtype=param_dtype, output_hidden_states=output_hidden_states,
                    output_attentions=output_attentions, lora_rank=lora_rank,
                    lora_alpha=lora_alpha, lora_targets=lora_targets,
@@ -279,25 +283,42 @@ def load_pretrained(
 # --- save ---------------------------------------------------------------------------------------
 
 def save_pretrained(module, params, directory: str | os.PathLike,
-                    tokenizer_from: str | os.PathLike | None = None) -> Path:
+                    tokenizer_from: str | os.PathLike | None = None, *,
+                    class_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+                    max_length: int | None = None) -> Path:
   """Writes HF layout: config.json (+ our options under "tl_jax") and model.safetensors in
-  PyTorch layout (unprefixed, as HF BertModel / ViTModel save), heads as `head.*` / `heads.*`.
-  HF BertModel / ViTModel load the backbone; load_pretrained(directory) restores all, bitwise.
-  LoRA adapters are merged into their kernels first, so the export is a plain checkpoint.
+  PyTorch layout, in the export layout of the model (tl_jax/models/export.py): one head on a
+  pooling transformers has is a Bert/ViT*For*Classification (`bert.`/`vit.` prefixes,
+  `classifier.*`, id2label from class_names); other heads stay `head.*` / `heads.<name>.*`
+  beside a sentence-transformers layout (BERT) or labels.json. load_pretrained(directory)
+  restores all, bitwise. LoRA adapters are merged into their kernels first, so the export is a
+  plain checkpoint. class_names: one list (one head) or {head name: list}; max_length: the
+  token length trained on (the tokenizer's model_max_length, sentence-transformers' max).
   """
   from safetensors.numpy import save_file
   if module.config.lora_rank:
     params = lora_lib.merge(params, module.config)
     module = module.clone(config=dataclasses.replace(module.config, lora_rank=0))
+  cfg = module.config
   directory = Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(jax.device_get(params)))
-  save_file(convert.flax_to_torch(flat), directory / 'model.safetensors',
-            metadata={'format': 'pt'})
-  config = hf_config.config_to_hf(module.model_type, module.config)
+  state = convert.flax_to_torch(flat)
+  layout = export_lib.layout_of(module.model_type, cfg)
+  config = hf_config.config_to_hf(module.model_type, cfg)
+  out_state, config = export_lib.to_layout(layout, module.model_type, cfg, state, config,
+                                           class_names)
+  save_file(out_state, directory / 'model.safetensors', metadata={'format': 'pt'})
   (directory / 'config.json').write_text(json.dumps(config, indent=2) + '\n')
+  if layout.kind in (export_lib.SENTENCE_TRANSFORMERS, export_lib.BACKBONE_HEAD):
+    export_lib.write_labels(directory, cfg, class_names)
+  if layout.kind == export_lib.SENTENCE_TRANSFORMERS:
+    export_lib.write_sentence_transformers(directory, cfg, state, max_length)
   if tokenizer_from is not None:
-    load_tokenizer(tokenizer_from).save_pretrained(str(directory))
+    tokenizer = load_tokenizer(tokenizer_from)
+    if max_length:  # pipeline(..., truncation=True) then cuts where training did
+      tokenizer.model_max_length = max_length
+    tokenizer.save_pretrained(str(directory))
   return directory
 
 
