@@ -24,10 +24,11 @@ import pytest
 from cli_helpers import (NO_DROPOUT_SHARD_MAP, assert_params_close, assert_params_equal,
                          cli_command, cli_env, complete_steps, describe, eight_device_run,
                          error_lines, exported_params, partial_writes, read_metrics, REPO,
-                         resumed_step, run_cli, snapshot, tiny_args,
+                         resumed_step, run_cli, run_cli_batch, snapshot, tiny_args,
                          tiny_assets)  # noqa: F401 (fixtures)
 
 KILLED = -signal.SIGKILL
+PREEMPTED = 75  # loop.PREEMPTED_EXIT_CODE
 
 
 def _train(assets, workdir, *, kill_at: str | None = None, devices: int = 1, **overrides):
@@ -121,6 +122,116 @@ def test_interrupted_run_ends_bit_identical_to_an_uninterrupted_one(chain, refer
   assert_params_equal(exported_params(chain['workdir']), exported_params(reference))
   # The log too: lines of steps that ran twice were replaced, not duplicated.
   assert read_metrics(chain['workdir']) == read_metrics(reference)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pre-emption: SIGTERM saves at the next step boundary and exits 75; the rerun resumes.
+
+def test_sigterm_saves_at_the_step_boundary_and_resumes_bit_identically(tiny_assets, reference,
+                                                                        tmp_path):
+  workdir = tmp_path / 'run'
+  done = _train(tiny_assets, workdir, kill_at='term:3')  # SIGTERM right after step 3 starts
+  assert done.returncode == PREEMPTED, describe(done)
+  assert 'Pre-empted (SIGTERM) at step 3/6: checkpoint 3 saved' in done.stdout, describe(done)
+  assert 'Traceback' not in done.stderr and not error_lines(done.stderr), describe(done)
+  assert 3 in complete_steps(workdir) and not partial_writes(workdir)
+  again = _train(tiny_assets, workdir)
+  assert again.returncode == 0, describe(again)
+  assert resumed_step(again.stdout) == 3
+  assert_params_equal(exported_params(workdir), exported_params(reference))
+  assert read_metrics(workdir) == read_metrics(reference)
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers (tl-jax eval, restore_run) beside a live trainer that saves every step.
+
+def test_readers_beside_a_live_trainer_leave_it_alone(tiny_assets, tmp_path):
+  workdir = tmp_path / 'run'
+  args = ['train', f'--workdir={workdir}',
+          *tiny_args(tiny_assets, train__num_steps=100000, train__eval_every=0,
+                     train__checkpoint_every=1, train__keep_checkpoints=2)]
+  out, err = open(tmp_path / 'stdout', 'w'), open(tmp_path / 'stderr', 'w')
+  trainer = subprocess.Popen(cli_command(args), cwd=REPO, env=cli_env(1), stdout=out, stderr=err)
+  try:
+    deadline = time.monotonic() + 180
+    while len(complete_steps(workdir)) < 2:  # training and saving every step
+      assert trainer.poll() is None and time.monotonic() < deadline, 'trainer did not start'
+      time.sleep(0.2)
+    readers = run_cli_batch({f'eval{i}': ['eval', f'--workdir={workdir}'] for i in range(4)})
+    assert trainer.poll() is None, 'a reader stopped the trainer'
+    trainer.send_signal(signal.SIGTERM)  # and a pre-emption from outside, mid-run
+    code = trainer.wait(timeout=120)
+  finally:
+    if trainer.poll() is None:
+      trainer.kill()
+      trainer.wait()
+    out.close()
+    err.close()
+  stdout, stderr = (tmp_path / 'stdout').read_text(), (tmp_path / 'stderr').read_text()
+  steps = []
+  for name, result in readers.items():
+    assert result['code'] == 0, f"{name}: {result['stderr'][-3000:]}"
+    assert 'Traceback' not in result['stderr'] and not error_lines(result['stderr']), name
+    steps.append(int(re.search(r'eval @ step (\d+):', result['stdout']).group(1)))
+  assert steps == sorted(steps) and steps[0] >= 2, steps
+  assert code == PREEMPTED, f'exit {code}\n{stdout[-2000:]}\n{stderr[-3000:]}'
+  assert 'Traceback' not in stderr and not error_lines(stderr), stderr[-3000:]
+  stopped = int(re.search(r'Pre-empted \(SIGTERM\) at step (\d+)/', stdout).group(1))
+  assert stopped >= steps[-1] and complete_steps(workdir)[-1] == stopped
+  assert not (workdir / 'checkpoints_rejected').exists()  # nothing was taken for broken
+  final = run_cli(['eval', f'--workdir={workdir}'])
+  assert final.returncode == 0 and f'eval @ step {stopped}:' in final.stdout, describe(final)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resuming under another freezing preset or optimizer (train the head, then unfreeze).
+
+def _encoder(params):
+  return {k: v for k, v in params.items() if 'encoder' in k}
+
+
+def test_resume_after_unfreezing_and_changing_the_optimizer(tiny_assets, tmp_path):
+  workdir = tmp_path / 'run'
+  head = _train(tiny_assets, workdir, train__num_steps=4, transfer__freeze_preset='head_only')
+  assert head.returncode == 0, describe(head)
+  from safetensors.numpy import load_file
+  pretrained = load_file(tiny_assets.bert_dir / 'model.safetensors')
+  head_export = exported_params(workdir)
+  assert_params_equal(_encoder(head_export), {k: pretrained[k] for k in _encoder(head_export)})
+
+  full = _train(tiny_assets, workdir, train__num_steps=6, transfer__freeze_preset='all')
+  assert full.returncode == 0, describe(full)
+  assert resumed_step(full.stdout) == 4
+  assert 'rebuilt the optimizer state' in full.stderr, describe(full)
+  assert 'Traceback' not in full.stderr and not error_lines(full.stderr)
+  full_export = exported_params(workdir)
+  assert all(not np.array_equal(full_export[k], head_export[k]) for k in _encoder(head_export))
+  assert len(list(workdir.glob('config.resumed-*.json'))) == 1
+  assert [m['step'] for m in read_metrics(workdir) if 'loss' in m] == [1, 2, 3, 4, 5, 6]
+
+  time.sleep(1.1)  # config.resumed-<second>.json names: one per second
+  sgd = _train(tiny_assets, workdir, train__num_steps=8, transfer__freeze_preset='all',
+               optimizer__name='sgd')
+  assert sgd.returncode == 0, describe(sgd)
+  assert resumed_step(sgd.stdout) == 6 and 'rebuilt the optimizer state' in sgd.stderr
+  # Readers use the config the newest checkpoint was written with.
+  evaluated = run_cli(['eval', f'--workdir={workdir}'])
+  assert evaluated.returncode == 0 and 'eval @ step 8:' in evaluated.stdout, describe(evaluated)
+
+
+# ---------------------------------------------------------------------------------------------
+# An update that overflows although the loss and gradients are finite.
+
+def test_a_non_finite_update_stops_in_that_step(tiny_assets, tmp_path):
+  workdir = tmp_path / 'run'
+  # 1e39 is finite as a Python float (the config accepts it) and inf in float32.
+  done = _train(tiny_assets, workdir, optimizer__learning_rate=1e39)
+  assert done.returncode == 2, describe(done)
+  lines = error_lines(done.stderr)
+  assert len(lines) == 1, describe(done)
+  assert 'update is not finite at step 1 although the loss' in lines[0], lines
+  assert 'no checkpoint was saved before it' in lines[0] and 'Lower the learning rate' in lines[0]
+  assert complete_steps(workdir) == [] and 'Traceback' not in done.stderr
 
 
 # ---------------------------------------------------------------------------------------------
