@@ -173,7 +173,8 @@ def test_folder_skips_hidden_and_os_junk_entries(tmp_path, monkeypatch, capsys):
       load_report=types.SimpleNamespace(new_keys=[], dropped_keys=[]))
   monkeypatch.setattr(experiment, 'build', lambda config: pieces)
   summary.print_info(types.SimpleNamespace(model=types.SimpleNamespace(name='m', init='random')))
-  assert 'skipped 7 hidden entries: .DS_Store, .ipynb_checkpoints, __MACOSX' in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert 'skipped 7 hidden entries: .DS_Store, .ipynb_checkpoints, __MACOSX' in out
 
 
 def test_folder_split_layout_skips_hidden_splits_and_classes(tmp_path):

@@ -146,13 +146,15 @@ def _folder(root, labels=('a', 'b'), n=3, write=None):
 def test_folder_with_an_empty_class_or_one_class(tmp_path):
   name = _folder(tmp_path / 'd')
   (tmp_path / 'd' / 'c').mkdir()  # a phantom class: no files
-  with pytest.raises(data.EmptyDatasetError, match=r"class folder c holds no .*add files or remove"):
+  with pytest.raises(data.EmptyDatasetError,
+                     match=r"class folder c holds no .*add files or remove"):
     sources.info(name, str(tmp_path / 'tfds'))
   (tmp_path / 'd' / 'c' / 'notes.md').write_text('not data')
   with pytest.raises(data.EmptyDatasetError, match='class folder c holds no'):
     sources.info(name, str(tmp_path / 'tfds'))
   name = _folder(tmp_path / 'one', labels=('cats',))
-  with pytest.raises(data.DataError, match=r"has 1 class \(cats\): a classifier needs at least two"):
+  with pytest.raises(data.DataError,
+                     match=r"has 1 class \(cats\): a classifier needs at least two"):
     sources.info(name, str(tmp_path / 'tfds'))
   # A junk folder beside the one class does not count as a second.
   (tmp_path / 'one' / '__MACOSX').mkdir()

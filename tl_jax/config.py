@@ -25,6 +25,9 @@ def model_section() -> mlc.ConfigDict:
       num_classes=0,  # 0: taken from the target dataset's label count
       dropout_rate=0.1,
       attention_dropout_rate=0.1,
+      # How dropout masks are drawn: 'hash' (counter hash; masks ~10x cheaper than threefry on
+      # CPU; rate rounded to k/65536) or 'flax' (nn.Dropout, exact rate). Params unaffected.
+      dropout_impl='hash',
       dtype='float32',  # compute dtype; 'bfloat16' for mixed precision
       param_dtype='float32',
       image_size=0,  # ViT only; 0 keeps the pre-training size, else position embeddings resample

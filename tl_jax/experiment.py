@@ -48,7 +48,8 @@ def build_model(config: mlc.ConfigDict, target, source=None, *, init: str | None
   return models.load_pretrained(
       m.name, init=init or m.init, num_classes=num_classes if heads is None else None,
       heads=heads, pooling=m.pooling, dropout_rate=m.dropout_rate,
-      attention_dropout_rate=m.attention_dropout_rate, dtype=m.dtype,
+      attention_dropout_rate=m.attention_dropout_rate,
+      dropout_impl=m.get('dropout_impl', 'hash'), dtype=m.dtype,
       param_dtype=m.param_dtype, image_size=m.image_size or None, lora_rank=m.lora_rank,
       lora_alpha=m.lora_alpha, lora_targets=tuple(m.lora_targets), seed=config.seed,
       with_report=True, allow_pickle=m.get('allow_pickle', False))

@@ -31,6 +31,7 @@ class BertConfig:
   # Transfer options.
   dropout_rate: float = 0.1
   attention_dropout_rate: float = 0.1
+  dropout_impl: str = 'hash'  # 'hash' (counter hash, rate rounded to k/65536) | 'flax'
   pooling: str = 'pooler'  # 'cls' | 'pooler' (dense + tanh on [CLS]) | 'mean' (over the mask)
   num_classes: int = 0  # > 0: one head `head/...`
   heads: heads_lib.HeadSpec = ()  # (('topic', 5), ...): named heads `heads/<name>/...`
@@ -60,7 +61,7 @@ class _DenseNorm(nn.Module):
     h = nn.Dense(cfg.hidden_size, kernel_init=kernel_init(cfg), dtype=cfg.dtype,
                  param_dtype=cfg.param_dtype, dot_general=layers.dense_dot_general(cfg.dtype),
                  name='dense')(h)
-    h = layers.dropout(cfg.dropout_rate, train)(h)
+    h = layers.dropout(cfg.dropout_rate, train, cfg.dropout_impl)(h)
     return nn.LayerNorm(cfg.layer_norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
                         name='LayerNorm')(h + residual)
 
@@ -144,7 +145,7 @@ class _Embeddings(nn.Module):
     types = embed(cfg.type_vocab_size, 'token_type_embeddings')(token_type_ids)
     x = nn.LayerNorm(cfg.layer_norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
                      name='LayerNorm')(words + types + positions)
-    return layers.dropout(cfg.dropout_rate, train)(x)
+    return layers.dropout(cfg.dropout_rate, train, cfg.dropout_impl)(x)
 
 
 class _Pooler(nn.Module):
@@ -211,7 +212,8 @@ class BertModel(options.Backbone, nn.Module):
     else:
       pooled = layers.masked_mean(last, attention_mask).astype(last.dtype)
     logits = heads_lib.classifier_logits(
-        layers.dropout(cfg.dropout_rate, train)(pooled), num_classes=cfg.num_classes,
+        layers.dropout(cfg.dropout_rate, train, cfg.dropout_impl)(pooled),
+        num_classes=cfg.num_classes,
         heads=cfg.heads, kernel_init=kernel_init(cfg), dtype=cfg.dtype,
         param_dtype=cfg.param_dtype)
     hidden_states = tuple([x] + states) if cfg.output_hidden_states else None

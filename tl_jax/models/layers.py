@@ -95,12 +95,25 @@ def _fmix32(h: jax.Array) -> jax.Array:
   return h ^ (h >> 16)
 
 
+# model.dropout_impl: 'hash' (hashed_dropout, the default: faster on CPU, see the README) or
+# 'flax' (nn.Dropout: threefry bernoulli, the rate exactly as given).
+DROPOUT_IMPLS = ('hash', 'flax')
+HASH_RATE_STEP = 1 / 65536  # 'hash' rounds the rate to a multiple of this
+
+
+def hashed_rate(rate: float) -> float:
+  """The rate hashed_dropout really applies: round(rate * 65536) / 65536 (error <= 2**-17; a
+  rate below 2**-17 becomes 0, no dropout)."""
+  return round(rate * 65536) / 65536
+
+
 def hashed_dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
   """Inverted dropout whose mask is a counter-based hash of (element index, key).
 
   jax.random.bernoulli runs threefry per element, which on CPU costs more than a MiniLM layer's
   attention; one murmur finaliser pair per two elements is ~10x cheaper. Each 32-bit hash gives
-  two 16-bit draws, so the rate is rounded to k/65536 and the scale uses that exact rate.
+  two 16-bit draws, so the rate is rounded to k/65536 (`hashed_rate`) and the scale uses that
+  exact rate: the output stays unbiased for the rounded rate.
   """
   threshold = int(round(rate * 65536))
   if threshold == 0:
@@ -123,10 +136,15 @@ class Dropout(nn.Module):
     return hashed_dropout(x, self.rate, self.make_rng('dropout'))
 
 
-def dropout(rate: float, train: bool) -> Callable[[jax.Array], jax.Array]:
-  """Identity when not training (no rng needed), else `Dropout`."""
+def dropout(rate: float, train: bool, impl: str = 'hash') -> Callable[[jax.Array], jax.Array]:
+  """Identity when not training (no rng needed), else `Dropout` ('hash') or flax's nn.Dropout
+  ('flax'); both draw from the 'dropout' rng and hold no parameters."""
   if not train or rate == 0:
     return lambda x: x
+  if impl == 'flax':
+    return nn.Dropout(rate, deterministic=False)
+  if impl != 'hash':
+    raise ValueError(f'dropout_impl={impl!r}; choose one of {DROPOUT_IMPLS}.')
   return Dropout(rate)
 
 
@@ -165,6 +183,7 @@ class SelfAttention(nn.Module):
   lora_rank: int = 0
   lora_alpha: float = 8.0
   lora_targets: tuple[str, ...] = ()
+  dropout_impl: str = 'hash'
 
   @nn.compact
   def __call__(self, x: jax.Array, bias: jax.Array | None,
@@ -188,7 +207,7 @@ class SelfAttention(nn.Module):
     if bias is not None:
       logits = logits + bias
     probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    dropped = dropout(self.dropout_rate, train)(probs)
+    dropped = dropout(self.dropout_rate, train, self.dropout_impl)(probs)
     context = jnp.einsum('bhqk,bkhd->bqhd', dropped, value)
     return context.reshape(batch, length, features), probs
 
@@ -198,4 +217,4 @@ def self_attention(cfg, kernel_init: Callable, name: str, **kwargs) -> SelfAtten
   return SelfAttention(
       cfg.num_heads, cfg.attention_dropout_rate, kernel_init, dtype=cfg.dtype,
       param_dtype=cfg.param_dtype, lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
-      lora_targets=tuple(cfg.lora_targets), name=name, **kwargs)
+      lora_targets=tuple(cfg.lora_targets), dropout_impl=cfg.dropout_impl, name=name, **kwargs)

@@ -34,6 +34,8 @@ def validate(cfg) -> None:
                      f'{cfg.num_heads}.')
   if not (0 <= cfg.dropout_rate < 1 and 0 <= cfg.attention_dropout_rate < 1):
     raise ValueError('dropout rates must lie in [0, 1).')
+  if cfg.dropout_impl not in layers.DROPOUT_IMPLS:
+    raise ValueError(f'dropout_impl={cfg.dropout_impl!r}; choose one of {layers.DROPOUT_IMPLS}.')
   layers.activation(cfg.hidden_act)  # fails early on an unknown name
   lora.validate(cfg)
 
@@ -54,4 +56,7 @@ class Backbone:
 
   def architecture(self) -> dict[str, Any]:
     """JSON-able description: equal descriptions mean interchangeable params."""
-    return {'model_type': self.model_type, **to_json(self.config)}
+    description = {'model_type': self.model_type, **to_json(self.config)}
+    # How dropout masks are drawn changes no parameter: runs and caches keep their fingerprint.
+    description.pop('dropout_impl', None)
+    return description

@@ -37,6 +37,7 @@ class ViTConfig:
   # Transfer options.
   dropout_rate: float = 0.0
   attention_dropout_rate: float = 0.0
+  dropout_impl: str = 'hash'  # 'hash' (counter hash, rate rounded to k/65536) | 'flax'
   pooling: str = 'pooler'  # 'cls' | 'pooler' (dense + act on [CLS]) | 'mean' (over patch tokens)
   num_classes: int = 0
   heads: heads_lib.HeadSpec = ()
@@ -114,7 +115,7 @@ class _Embeddings(nn.Module):
                         (1, cfg.num_prefix_tokens + cfg.grid_size ** 2, dim), cfg.param_dtype)
     # Another image size than the config's: resample at trace time (static shapes).
     posemb = resample_position_embeddings(posemb, (gh, gw), cfg.num_prefix_tokens)
-    return layers.dropout(cfg.dropout_rate, train)(x + posemb.astype(x.dtype))
+    return layers.dropout(cfg.dropout_rate, train, cfg.dropout_impl)(x + posemb.astype(x.dtype))
 
 
 class _PatchEmbeddings(nn.Module):
@@ -173,7 +174,7 @@ class ViTLayer(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
     cfg = self.config
-    drop = layers.dropout(cfg.dropout_rate, train)
+    drop = layers.dropout(cfg.dropout_rate, train, cfg.dropout_impl)
 
     def norm(name):
       return nn.LayerNorm(cfg.layer_norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
@@ -236,7 +237,8 @@ class ViTModel(options.Backbone, nn.Module):
     pooler_out = _Pooler(cfg, name='pooler')(first) if cfg.add_pooler else None
     pooled = {'pooler': pooler_out, 'cls': first, 'mean': patch_mean}[cfg.pooling]
     logits = heads_lib.classifier_logits(
-        layers.dropout(cfg.dropout_rate, train)(pooled), num_classes=cfg.num_classes,
+        layers.dropout(cfg.dropout_rate, train, cfg.dropout_impl)(pooled),
+        num_classes=cfg.num_classes,
         heads=cfg.heads, kernel_init=nn.initializers.normal(cfg.initializer_range),
         dtype=cfg.dtype, param_dtype=cfg.param_dtype)
     hidden_states = tuple([x] + states) if cfg.output_hidden_states else None
