@@ -246,6 +246,7 @@ def test_image_processor_resizes_as_training_did(tmp_path):
 
 # --- the CLI's export ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_export_has_card_labels_and_processor(tiny_assets, tmp_path):
   text, image = tmp_path / 'text', tmp_path / 'image'
   results = run_cli_batch({

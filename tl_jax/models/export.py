@@ -233,7 +233,8 @@ def _usage(layout: Layout, module, config) -> list[str]:
     if cfg.num_channels == 1:
       lines += ['', 'Trained on 1-channel (grayscale) images. The pipeline converts every image '
                 'to RGB, so the export is the equivalent 3-channel model: the patch kernel reads '
-                'the red channel (zeros elsewhere), exact for grayscale inputs.']
+                'the red channel (zeros elsewhere), exact for grayscale inputs; a colour image '
+                'is seen through its red channel only.']
     return lines
   pooled = {'cls': 'h[:, 0]', 'mean': '(h * m).sum(1) / m.sum(1).clamp(min=1e-9)',
             'pooler': 'out.pooler_output'}[cfg.pooling]
@@ -246,8 +247,8 @@ def _usage(layout: Layout, module, config) -> list[str]:
          ('vit', 'mean'): 'ViTForImageClassification classifies the [CLS] token, this model '
                           'the mean of the patch tokens',
          ('vit', 'pooler'): 'ViTForImageClassification classifies the [CLS] token, this model '
-                            'the pooler output (dense + tanh on [CLS])',
-         ('vit', 'cls'): 'several heads'}.get((module.model_type, cfg.pooling), 'several heads')
+                            'the pooler output (dense + tanh on [CLS])'}.get(
+             (module.model_type, cfg.pooling), '')
   if cfg.heads:
     why = 'a transformers classifier has one head, this model has ' + ', '.join(
         f'{n} ({c} classes)' for n, c in cfg.heads)
@@ -303,6 +304,12 @@ def _freezing(config) -> str:
   return 'rules ' + ', '.join(f'{r!r} -> {g}' for r, g in t.freeze)
 
 
+def _short(name: str) -> str:
+  """A title-sized name: a local path or `folder:` dataset by its last part."""
+  name = name[len('folder:'):] if name.startswith('folder:') else name
+  return Path(name).name if Path(name).exists() else name
+
+
 def model_card(layout: Layout, module, *, config, metrics: dict[str, float], step: int,
                class_names) -> str:
   """README.md: what the hub shows. Base model, data, schedule, method, metrics, how to load."""
@@ -339,8 +346,9 @@ def model_card(layout: Layout, module, *, config, metrics: dict[str, float], ste
   if t.l2sp_alpha or t.l2sp_beta:
     objectives += f'; L2-SP α={t.l2sp_alpha} β={t.l2sp_beta}'
   lines = front + [
-      f'# {m.name} fine-tuned on {d.target.name} (tl_jax)', '',
-      f'- **Base model:** `{base}` ({m.init} init), {module.model_type.upper()} with '
+      f'# {_short(m.name)} fine-tuned on {_short(d.target.name)} (tl_jax)', '',
+      f'- **Base model:** `{base}` ({m.init} init), '
+      f'{"BERT" if module.model_type == "bert" else "ViT"} with '
       f'`{module.config.pooling}` pooling' + (f', LoRA rank {m.lora_rank} (merged)'
                                               if m.lora_rank else ''),
       f'- **Data:** target {domain("target")}' + (f', source {domain("source")}'
@@ -356,6 +364,7 @@ def model_card(layout: Layout, module, *, config, metrics: dict[str, float], ste
     lines.append(f'| {split} | {metric} | {value:.4f} |')
   if not metrics:
     lines.append('| (no eval split) | | |')
-  lines += ['', '## Use', ''] + _usage(layout, module, config) + [
+  lines += ['', '## Use', '', '`DIR` is this directory (or its hub id once uploaded).', '']
+  lines += _usage(layout, module, config) + [
       '', 'With tl_jax: `tl_jax.models.load_pretrained(\'DIR\')` restores the model bitwise.', '']
   return '\n'.join(lines)
