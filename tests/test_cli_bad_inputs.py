@@ -158,6 +158,10 @@ def _syntax_error_config(ctx):
   (ctx.dir / 'broken.py').write_text('def get_config(:\n')
 
 
+def _config_file(ctx, name: str, text: str):
+  (ctx.dir / name).write_text(text)
+
+
 # ---------------------------------------------------------------------------------------------
 # The matrix.
 
@@ -197,6 +201,45 @@ CASES = [
          overrides={'train__eval_every': -1}),
     Case('warmup_longer_than_run', ('optimizer.warmup_steps=10', 'must be in [0, num_steps=6)'),
          overrides={'optimizer__schedule': 'warmup_cosine', 'optimizer__warmup_steps': 10}),
+    # Every value is checked before anything is built (tl_jax.config.validate).
+    Case('nan_learning_rate', ('optimizer.learning_rate=nan', 'finite'),
+         overrides={'optimizer__learning_rate': 'nan'}),
+    Case('inf_learning_rate', ('optimizer.learning_rate=inf', 'finite'),
+         overrides={'optimizer__learning_rate': 'inf'}),
+    Case('keep_no_checkpoints', ('train.keep_checkpoints=0', '>= 1'),
+         overrides={'train__keep_checkpoints': 0}),
+    Case('negative_patience', ('train.early_stopping_patience=-2', '>= 0'),
+         overrides={'train__early_stopping_patience': -2}, subprocess=True),
+    Case('best_mode_typo', ("train.best_mode='maximum'", "'max' (accuracy) or 'min'"),
+         overrides={'train__best_mode': 'maximum'}),
+    Case('negative_lr_multiplier', ("optimizer.lr_multipliers factor for 'head/.*'=-1.0",
+                                    'would stop or reverse training'),
+         overrides={'optimizer__lr_multipliers': "(('head/.*', -1.0),)"}),
+    Case('infinite_group_lr_multiplier', ("optimizer.group_lr_multipliers factor for 'train'=inf",
+                                     'a finite number > 0'),
+         overrides={'optimizer__group_lr_multipliers': "(('train', 1e999),)"}),
+    Case('integer_param_dtype', ("model.param_dtype='int32'", "'float32', 'bfloat16'"),
+         overrides={'model__param_dtype': 'int32'}),
+    Case('dropout_rate_of_one', ('model.dropout_rate=1.0', 'in [0, 1)'),
+         overrides={'model__dropout_rate': 1.0}),
+    # Sizes that cannot work.
+    Case('batch_larger_than_the_data', ('data.batch_size=4096 is larger than the', 'training '
+                                        'examples', '--config.data.batch_size<='),
+         overrides={'data__batch_size': 4096}),
+    Case('eval_batch_beyond_memory', ('the eval step needs about', 'is free',
+                                      'lower --config.data.eval_batch_size'),
+         overrides={'data__eval_batch_size': 80_000_000}),
+    # The user's own config file.
+    Case('get_config_raising', ('raising.py, line 4', "KeyError: 'data'", 'get_config'),
+         setup=lambda ctx: _config_file(ctx, 'raising.py', 'def get_config():\n  settings = {}\n'
+                                        '  # the line below raises\n  return settings["data"]\n'),
+         argv=lambda ctx: ['train', f'--config={ctx.dir / "raising.py"}',
+                           f'--workdir={ctx.workdir}']),
+    Case('get_config_returning_a_dict', ('returned a dict, not an ml_collections.ConfigDict',
+                                         'base_config()'),
+         setup=lambda ctx: _config_file(ctx, 'as_dict.py', 'def get_config():\n  return {}\n'),
+         argv=lambda ctx: ['train', f'--config={ctx.dir / "as_dict.py"}',
+                           f'--workdir={ctx.workdir}']),
     # Names from registries.
     Case('unknown_optimizer', ("unknown optimizer 'adamx'", 'valid: adamw, sgd, adafactor'),
          overrides={'optimizer__name': 'adamx'}),

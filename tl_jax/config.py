@@ -8,7 +8,10 @@ Each section belongs to one subsystem (model, data, transfer, optimizer, train, 
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
+import pathlib
+import traceback
 import types
 
 import ml_collections as mlc
@@ -161,21 +164,183 @@ def base_config() -> mlc.ConfigDict:
   return config
 
 
+class ConfigFileError(ValueError):
+  """A config file that cannot be found, run, or that does not return a config."""
+
+
+def configs_dir() -> pathlib.Path:
+  """The example configs: `configs/` of the checkout, shipped inside the package as
+  `tl_jax/configs` (a link in the checkout, a copy in a wheel), so an installed tl_jax finds
+  its default job wherever it runs."""
+  return pathlib.Path(__file__).resolve().parent / 'configs'
+
+
+def resolve_path(path: str | os.PathLike) -> pathlib.Path:
+  """`path` as given, else the shipped config of that name (`configs/x.py` or `x.py`)."""
+  given = pathlib.Path(path)
+  if given.exists():
+    return given
+  parts = given.parts[1:] if given.parts[:1] == ('configs',) else given.parts
+  shipped = configs_dir().joinpath(*parts) if parts and not given.is_absolute() else None
+  if shipped is not None and shipped.exists():
+    return shipped
+  raise ConfigFileError(f'config file {str(path)!r} not found (configs live in configs/ of the '
+                        f'checkout, shipped as {configs_dir()})')
+
+
+def _user_error(path: str | os.PathLike, error: BaseException, doing: str) -> ConfigFileError:
+  """`error` raised by the user's own file, as one line with that file's line number."""
+  if isinstance(error, SyntaxError):
+    where = f'line {error.lineno}'
+    message = f'invalid syntax: {error.msg}'
+  else:
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if os.path.abspath(f.filename) == os.path.abspath(path)]
+    where = f'line {frames[-1].lineno}' if frames else 'a function it calls'
+    message = f'{type(error).__name__}: {error}'
+  return ConfigFileError(f'{path}, {where}: {message} (while {doing}; --debug shows the '
+                         'traceback)')
+
+
 def load_module(path: str | os.PathLike, name: str = '_tl_jax_config') -> types.ModuleType:
   """Runs a Python file (a config, a sweep file, an experiment script) and returns it as a module:
   config files are Python by design, so only load files you trust."""
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # the user's code: say where, in one line
+    raise _user_error(path, e, 'running the file') from e
   return module
 
 
-def call_get_config(module: types.ModuleType, arg: str = ''):
+def call_get_config(module: types.ModuleType, arg: str = '') -> mlc.ConfigDict:
   """`get_config(arg)`, or `get_config()` when there is no arg (the `file.py:arg` convention)."""
-  return module.get_config(arg) if arg else module.get_config()
+  path = getattr(module, '__file__', '<config>')
+  if not callable(getattr(module, 'get_config', None)):
+    raise ConfigFileError(f'config file {path!r} has no get_config(arg) function')
+  try:
+    config = module.get_config(arg) if arg else module.get_config()
+  except Exception as e:
+    raise _user_error(path, e, f'calling get_config({arg!r})' if arg else 'calling get_config()'
+                      ) from e
+  if not isinstance(config, mlc.ConfigDict):
+    raise ConfigFileError(f'get_config() in {path} returned a {type(config).__name__}, not an '
+                          'ml_collections.ConfigDict: start from tl_jax.config.base_config() and '
+                          'return it')
+  return config
 
 
 def from_file(path_with_arg: str | os.PathLike) -> mlc.ConfigDict:
-  """The config of 'path/to/config.py[:arg]'."""
+  """The config of 'path/to/config.py[:arg]' (a shipped config when the path is not there)."""
   path, _, arg = str(path_with_arg).partition(':')
-  return call_get_config(load_module(path), arg)
+  return call_get_config(load_module(resolve_path(path)), arg)
+
+
+# --- value checks ---------------------------------------------------------------------------
+# Every value a run reads is checked here, before a model, a dataset or the workdir is touched:
+# a bad value is one line naming its key and the valid range (never a jax-internal message at
+# step 2, and never a run that trains by gradient ascent because a multiplier was negative).
+
+class ConfigValueError(ValueError):
+  """A config value outside its valid range; the message names the key."""
+
+
+FLOAT_DTYPES = ('float32', 'bfloat16', 'float16')
+
+
+def _number(x) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _finite(x) -> bool:
+  return _number(x) and math.isfinite(x)
+
+
+def _check(ok: bool, key: str, value, want: str) -> None:
+  if not ok:
+    raise ConfigValueError(f'{key}={value!r}: must be {want}')
+
+
+def _check_range(config: mlc.ConfigDict, key: str, low: float, high: float = math.inf, *,
+                 low_open: bool = False, high_open: bool = False, integer: bool = False) -> None:
+  value = config
+  for part in key.split('.'):
+    value = value[part]
+  ok = _finite(value) and (not integer or float(value).is_integer())
+  ok = ok and (value > low if low_open else value >= low)
+  ok = ok and (value < high if high_open else value <= high)
+  interval = (f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+              if high != math.inf else f"{'> ' if low_open else '>= '}{low:g}")
+  _check(ok, key, value, f"{'an integer' if integer else 'a finite number'} {interval}")
+
+
+def _check_multipliers(key: str, rules) -> None:
+  for rule in rules:
+    ok = isinstance(rule, (tuple, list)) and len(rule) == 2
+    _check(ok, key, tuple(rules), '((name or regex, factor), ...) pairs')
+    _check(_finite(rule[1]) and rule[1] > 0, f'{key} factor for {rule[0]!r}', rule[1],
+           'a finite number > 0 (a factor <= 0 would stop or reverse training)')
+
+
+def validate(config: mlc.ConfigDict) -> None:
+  """Raises ConfigValueError on the first value outside its range; checks values only, the
+  parts that need the model or the data (heads, metrics, splits) are checked once built."""
+  m, d, t, o, tr = config.model, config.data, config.train, config.optimizer, config.transfer
+  _check_range(config, 'seed', 0, integer=True)
+  # Model.
+  for key in ('dtype', 'param_dtype'):
+    _check(m[key] in FLOAT_DTYPES, f'model.{key}', m[key], f'one of {FLOAT_DTYPES}')
+  for key in ('dropout_rate', 'attention_dropout_rate'):
+    _check_range(config, f'model.{key}', 0, 1, high_open=True)
+  _check_range(config, 'model.image_size', 0, integer=True)
+  _check_range(config, 'model.lora_rank', 0, integer=True)
+  _check_range(config, 'model.lora_alpha', 0, low_open=True)
+  # Data.
+  _check_range(config, 'data.max_length', 1, integer=True)
+  if not (_finite(d.batch_size) and d.batch_size > 0 and float(d.batch_size).is_integer()):
+    raise ConfigValueError(f'data.batch_size={d.batch_size!r} must be positive (global, per '
+                           'domain)')
+  _check_range(config, 'data.eval_batch_size', 1, integer=True)
+  for key in ('image_size', 'image_channels', 'few_shot_seed', 'shuffle_seed', 'worker_count',
+              'prefetch_batches'):
+    _check_range(config, f'data.{key}', 0, integer=True)
+  _check_range(config, 'data.read_threads', 1, integer=True)
+  _check_range(config, 'data.mixup', 0)
+  for key in ('image_mean', 'image_std'):
+    values = tuple(d[key]) if isinstance(d[key], (tuple, list)) else (d[key],)
+    _check(bool(values) and all(_finite(v) for v in values), f'data.{key}', d[key],
+           'one finite number or one per channel')
+  _check(all(_finite(v) and v > 0 for v in tuple(d.image_std) or (1,)), 'data.image_std',
+         d.image_std, '> 0 (images are divided by it)')
+  for domain in ('target', 'source'):
+    _check_range(config, f'data.{domain}.few_shot', 0, integer=True)
+  # Optimizer.
+  _check(_finite(o.learning_rate) and o.learning_rate > 0, 'optimizer.learning_rate',
+         o.learning_rate, '> 0 and finite')
+  _check_range(config, 'optimizer.weight_decay', 0)
+  _check_range(config, 'optimizer.warmup_steps', 0, integer=True)
+  _check_range(config, 'optimizer.grad_clip_norm', 0)
+  _check_range(config, 'optimizer.accumulate_steps', 1, integer=True)
+  _check_range(config, 'optimizer.layer_decay', 0, 1)
+  _check_range(config, 'optimizer.b1', 0, 1, high_open=True)
+  _check_range(config, 'optimizer.b2', 0, 1, high_open=True)
+  _check_range(config, 'optimizer.eps', 0, low_open=True)
+  _check_range(config, 'optimizer.momentum', 0, 1, high_open=True)
+  _check_multipliers('optimizer.lr_multipliers', o.lr_multipliers)
+  _check_multipliers('optimizer.group_lr_multipliers', o.group_lr_multipliers)
+  # Training.
+  _check(_finite(t.num_steps) and t.num_steps > 0, 'train.num_steps', t.num_steps, '> 0')
+  for key in ('log_every', 'eval_every', 'checkpoint_every'):
+    _check(_finite(t[key]) and t[key] >= 0, f'train.{key}', t[key], '>= 0 (0 = only at the end)')
+  _check_range(config, 'train.keep_checkpoints', 1, integer=True)
+  _check(t.best_mode in ('max', 'min'), 'train.best_mode', t.best_mode,
+         "'max' (accuracy) or 'min' (a loss)")
+  _check_range(config, 'train.early_stopping_patience', 0, integer=True)
+  # Transfer.
+  _check_range(config, 'transfer.schedule_every', 0, integer=True)
+  _check_range(config, 'transfer.l2sp_alpha', 0)
+  _check_range(config, 'transfer.l2sp_beta', 0)
+  _check(_finite(tr.lam.value), 'transfer.lam.value', tr.lam.value, 'a finite number')
+  _check(config.parallel.distributed in ('auto', 'on', 'off'), 'parallel.distributed',
+         config.parallel.distributed, "one of 'auto', 'on', 'off'")

@@ -1,11 +1,13 @@
 """The `tl-jax` command line.
 
-  tl-jax train [--config=configs/x.py[:arg]] [--config.key=value ...] [--workdir=DIR]
+  tl-jax train [--config=configs/x.py[:arg]] [--config.key=value ...] --workdir=DIR
   tl-jax eval  --workdir=DIR            (evaluate the latest checkpoint of a run)
   tl-jax info  [--config=...]           (print the resolved config and a model summary)
+  tl-jax sweep --config=configs/sweeps/x.py --sweepdir=DIR   (one run per override set)
 
 Without --config, the default job (configs/default.py) runs: the packaged MiniLM transferred to
-BBC News, offline. Errors are one line naming the fix; --debug shows the traceback.
+BBC News, offline. `--config=configs/x.py` is read from the working directory, else from the
+configs shipped with tl_jax. Errors are one line naming the fix; --debug shows the traceback.
 """
 
 from __future__ import annotations
@@ -26,9 +28,8 @@ from ml_collections import config_flags  # noqa: E402
 
 from tl_jax import config as config_lib  # noqa: E402
 
-COMMANDS = ("train", "eval", "info")
-REPO_CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
-DEFAULT_CONFIG = str(REPO_CONFIGS / "default.py")
+COMMANDS = ("train", "eval", "info", "sweep")
+DEFAULT_CONFIG = str(config_lib.configs_dir() / "default.py")
 
 class UsageError(ValueError):
   """A command line that cannot run; the message says how to fix it."""
@@ -47,14 +48,21 @@ def _config_path(argv: list[str]) -> str:
   return DEFAULT_CONFIG
 
 
+def _resolve_config_flag(argv: list[str]) -> list[str]:
+  """argv with --config=PATH[:arg] pointing at a file that exists: the shipped config of that
+  name when PATH is not there (so `--config=configs/x.py` works from any directory)."""
+  out = []
+  for arg in argv:
+    if arg.startswith("--config="):
+      path, sep, rest = arg.split("=", 1)[1].partition(":")
+      arg = f"--config={config_lib.resolve_path(path)}{sep}{rest}"
+    out.append(arg)
+  return out
+
+
 def _load_config_module(path_with_arg: str):
   path, _, arg = path_with_arg.partition(":")
-  if not os.path.exists(path):
-    raise UsageError(f"config file {path!r} not found (configs live in {REPO_CONFIGS})")
-  module = config_lib.load_module(path)
-  if not hasattr(module, "get_config"):
-    raise UsageError(f"config file {path!r} has no get_config(arg) function")
-  return config_lib.call_get_config(module, arg)
+  return config_lib.call_get_config(config_lib.load_module(config_lib.resolve_path(path)), arg)
 
 
 def _flat_keys(config, prefix: str = "") -> list[str]:
@@ -160,12 +168,29 @@ def _define_flags() -> None:
       "overwrite", False, "Move a workdir holding another run's checkpoints aside; start anew.")
 
 
+def _print_help() -> None:
+  """The usage above, then every flag of ours with its help text and default."""
+  print(__doc__)
+  print("Flags:")
+  for flag in flags.FLAGS.get_key_flags_for_module(sys.modules[__name__]):
+    default = "" if flag.default is None else f" (default: {flag.default_as_str})"
+    print(f"  --{flag.name}: {flag.help}{default}")
+  print("  --config.KEY=VALUE: override one config key; `tl-jax info` lists them all")
+  print("\n`tl-jax sweep --help` lists the sweep runner's flags.")
+
+
 def run() -> None:
   """Console-script entry point."""
   argv = sys.argv
-  if "--help" in argv or "-h" in argv:
-    print(__doc__)
+  if argv[1:2] == ["sweep"]:  # the sweep runner has flags of its own
+    from tl_jax import sweep
+    sys.exit(sweep.main(argv[2:], prog="tl-jax sweep"))
   try:
+    argv = sys.argv = _resolve_config_flag(argv)
+    if "--help" in argv or "-h" in argv or "--helpfull" in argv:
+      _define_flags()
+      _print_help()
+      sys.exit(0)
     check_overrides(argv)
   except Exception as e:
     if "--debug" in argv:

@@ -561,7 +561,7 @@ def _parse_value(text: str) -> Any:
     return text  # a bare string: --config.model.name=minilm
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = 'python -m tl_jax.sweep') -> int:
   import argparse  # pylint: disable=g-import-not-at-top
   argv = list(sys.argv[1:] if argv is None else argv)
   # --config.KEY=VALUE, as for `tl-jax train`: applied to get_config() before the sweep's own.
@@ -573,7 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       overrides[key] = _parse_value(text)
     else:
       rest.append(arg)
-  parser = argparse.ArgumentParser(prog='python -m tl_jax.sweep',
+  parser = argparse.ArgumentParser(prog=prog,
                                    description=__doc__.split('\n\n')[0])
   parser.add_argument('--config', required=True, help='sweep file path[:arg]')
   parser.add_argument('--sweepdir', required=True, help='one workdir per run goes under it')

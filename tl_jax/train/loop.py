@@ -26,6 +26,7 @@ from tl_jax import config as config_lib
 from tl_jax import experiment
 from tl_jax import models
 from tl_jax.train import checkpoint as checkpoint_lib
+from tl_jax.train import memory
 from tl_jax.train import metrics as metrics_lib
 from tl_jax.train import parallel
 from tl_jax.train import step as step_lib
@@ -114,6 +115,36 @@ def check_fits(config: mlc.ConfigDict, pieces: experiment.Pieces, core: step_lib
   # Per-device rows must split into the gradient-accumulation micro-batches.
   host_rows = config.data.batch_size // jax.process_count()
   core.launcher.check_batch({'rows': np.zeros((host_rows, 1))}, core.micro_steps)
+  # A batch larger than the data would repeat examples inside one batch.
+  for domain, info in (('target', pieces.target_info), ('source', pieces.source_info)):
+    if info is not None:
+      examples = train_examples(config.data, domain, info)
+      if config.data.batch_size > examples:
+        raise experiment.ConfigError(
+            f'data.batch_size={config.data.batch_size} is larger than the {examples} training '
+            f'examples of the {domain} dataset {info.name!r}: set --config.data.batch_size<='
+            f'{examples}')
+  # The step must fit into device memory (checked before compiling it).
+  devices = core.launcher.num_devices
+  on_cpu = jax.local_devices()[0].platform == 'cpu'
+  domains = 2 if config.data.source.name else 1
+  memory.check_fits(
+      pieces.module.config, kind=pieces.module.kind,
+      params=sum(x.size for x in jax.tree.leaves(pieces.params)),
+      trainable=sum(x.size for x in jax.tree.leaves(pieces.params)),  # the widest stage
+      max_length=config.data.max_length, image_size=_image_size(config, pieces.module),
+      train_rows=domains * max(1, config.data.batch_size // devices // core.micro_steps),
+      eval_rows=max(1, config.data.eval_batch_size // devices),
+      devices_sharing=jax.local_device_count() if on_cpu else 1)
+
+
+def train_examples(data_cfg: mlc.ConfigDict, domain: str, info) -> int:
+  """How many examples one epoch of a domain's training stream holds (few-shot included)."""
+  cfg = data_cfg[domain]
+  examples = len(data_lib.data_source(info.name, cfg.train_split, data_cfg.data_dir))
+  if cfg.few_shot and info.num_classes:
+    examples = min(examples, cfg.few_shot * info.num_classes)
+  return examples
 
 
 def restore_template(core: step_lib.TrainCore, step: int) -> Any:
