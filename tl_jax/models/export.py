@@ -258,6 +258,10 @@ def _usage(layout: Layout, module, config) -> list[str]:
                                           for h, c in heads) +
            '` in model.safetensors; class names per head in labels.json.', '']
   if module.kind == 'text':
+    if len(config.data.text_fields) > 1:
+      lines += [f'Trained on text pairs ({config.data.text_fields[0]}, then the other fields '
+                'joined by a space): pass `(first, rest)` tuples to `encode`, '
+                '`tok(firsts, rests, ...)` to the tokenizer.', '']
     if cfg.num_classes:
       lines += ['sentence-transformers layout (Transformer -> Pooling -> Dense = the head): '
                 '`encode` returns the logits.', '', '```python', 'import json',
