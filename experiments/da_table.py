@@ -95,9 +95,8 @@ def markdown(results: dict, steps, seeds: list[int]) -> str:
 
 
 def plot(results: dict, path: pathlib.Path) -> None:
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
+  from tl_jax import report  # pylint: disable=g-import-not-at-top
+  plt = report.pyplot()
   import numpy as np
   names = list(results)
   t = [np.array([r['target/test/accuracy'] for r in results[m]]) for m in names]

@@ -276,9 +276,8 @@ def markdown(results: dict) -> str:
 
 
 def plot(results: dict, path: pathlib.Path) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from tl_jax import report  # pylint: disable=g-import-not-at-top
+  plt = report.pyplot()
   runs, summary = results['runs'], results['summary']
   methods = sorted({r['method'] for r in runs.values()})
   colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}

@@ -51,9 +51,7 @@ def main(argv):
   table = (f'{config.data.target.name}/{cfg.split}, {name}, {cfg.num_episodes} episodes '
            f'(seed {cfg.seed}); mean accuracy ± 95% CI\n\n' + '\n'.join(rows))
   report.write(out, table, results)
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = report.pyplot()
   import numpy as np  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(5, 3))
   width = 0.8 / len(results)

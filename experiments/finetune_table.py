@@ -100,9 +100,8 @@ def markdown(results: dict[str, list[float]], steps: int) -> str:
 
 
 def plot(results: dict[str, list[float]], path: pathlib.Path) -> None:
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
+  from tl_jax import report  # pylint: disable=g-import-not-at-top
+  plt = report.pyplot()
   names = list(results)
   means = [np.mean(results[n]) for n in names]
   stds = [np.std(results[n], ddof=1) if len(results[n]) > 1 else 0 for n in names]

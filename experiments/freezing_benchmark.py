@@ -42,7 +42,7 @@ os.environ.setdefault('USE_TORCH', '0')
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tl_jax import sweep  # noqa: E402  pylint: disable=g-import-not-at-top
+from tl_jax import report, sweep  # noqa: E402  pylint: disable=g-import-not-at-top
 
 COLUMNS = ('target/test/accuracy', 'wall_s', 'median_step_s', 'examples_per_sec', 'peak_rss_mb',
            'trainable_params', 'opt_state_bytes')
@@ -78,9 +78,7 @@ def mean_curve(results: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 
 def plot(results: list[dict], outdir: pathlib.Path, pair: str, title: str) -> list[pathlib.Path]:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = report.pyplot()
   rows = [r for r in sweep.aggregate(results, COLUMNS) if 'target/test/accuracy' in r]
   groups = {g: [r for r in results if r['group'] == g and not r.get('pending')]
             for g in (row['group'] for row in rows)}

@@ -27,7 +27,7 @@ os.environ.setdefault('USE_TORCH', '0')
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tl_jax import sweep  # noqa: E402  pylint: disable=g-import-not-at-top
+from tl_jax import report, sweep  # noqa: E402  pylint: disable=g-import-not-at-top
 
 COLUMNS = ('target/test/accuracy', 'source/test/accuracy', 'wall_s', 'median_step_s')
 SWEEPS = REPO / 'configs' / 'sweeps'
@@ -38,9 +38,7 @@ def lam_of(result: dict) -> dict:
 
 
 def plot(results: list[dict], path: pathlib.Path, title: str) -> pathlib.Path:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = report.pyplot()
   rows = {row['group']: row for row in sweep.aggregate(results, COLUMNS)}
   first = {}
   for r in results:

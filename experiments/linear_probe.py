@@ -61,9 +61,7 @@ def main(argv):
                 f'{r["probe_seconds"]:.2f} |')
   table = '\n'.join(rows)
   report.write(out, table, results)
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = report.pyplot()
   fig, ax = plt.subplots(figsize=(4, 3))
   ax.bar(list(results), [r['eval_accuracy'] for r in results.values()])
   ax.set_ylabel(f'{cfg.eval_split} accuracy')

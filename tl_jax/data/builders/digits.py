@@ -18,6 +18,8 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from tl_jax import extras
+from tl_jax.data import errors
 from tl_jax.data import image as image_lib
 from tl_jax.data.builders import base
 from tl_jax.data.builders import splits
@@ -35,6 +37,7 @@ class DigitsConfig(tfds.core.BuilderConfig):
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
   """(images uint8 [N, 8, 8], labels int64 [N]) from sklearn."""
+  extras.require('sklearn', error=errors.DataError)
   from sklearn import datasets  # pylint: disable=g-import-not-at-top
   digits = datasets.load_digits()
   images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
