@@ -147,7 +147,8 @@ def train_section() -> mlc.ConfigDict:
 
 def parallel_section() -> mlc.ConfigDict:
   return mlc.ConfigDict(dict(
-      mode='pmap',  # pmap | shard_map
+      # shard_map: jit over a device mesh (jax builds pmap on it too); pmap stays selectable.
+      mode='shard_map',  # shard_map | pmap
       distributed='auto',  # auto | on | off: jax.distributed.initialize()
   ))
 
