@@ -11,7 +11,7 @@ A sweep file is a config file with a second function:
         sweep.axis('seed', [0, 1, 2]))
 
 Run it:
-  python -m tl_jax.sweep --config=configs/sweeps/x.py[:arg] --sweepdir=runs/x \\
+  tl-jax sweep --config=configs/sweeps/x.py[:arg] --sweepdir=runs/x \\
       [--config.train.num_steps=50 ...] [--only=K/N] [--runner=subprocess|inprocess]
 
 Each run trains in SWEEPDIR/<run name> through the normal loop (so a half-finished run resumes

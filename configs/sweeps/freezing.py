@@ -5,7 +5,7 @@
                     (experiments/freezing_benchmark.py pre-trains a small one on digits/original)
   ',steps=N,seeds=K' after either: a shorter run / fewer seeds (stage lengths follow N)
 
-Run:   python -m tl_jax.sweep --config=configs/sweeps/freezing.py:minilm --sweepdir=runs/fz_minilm
+Run:   tl-jax sweep --config=configs/sweeps/freezing.py:minilm --sweepdir=runs/fz_minilm
        python experiments/freezing_benchmark.py        (both pairs, plus plots)
 Schedules: full fine-tune, head only, top-1 and top-half, gradual unfreezing (ULMFiT),
 chain-thaw, layer-wise LR decay 0.7; the same learning rate and steps for all.

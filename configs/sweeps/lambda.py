@@ -10,7 +10,7 @@ Schedules: constant λ ∈ {0, 0.1, 0.3, 1, 3}; linear ramp 0 -> 1 over the run;
 (value 1, γ 10); step 1 -> 0.1 at half the run (source first, then the target).
 
 Run:   python experiments/lambda_sweep.py                              (table + plot)
-       python -m tl_jax.sweep --config=configs/sweeps/lambda.py:DIR --sweepdir=runs/lam
+       tl-jax sweep --config=configs/sweeps/lambda.py:DIR --sweepdir=runs/lam
 Expected: see the README table made by experiments/lambda_sweep.py.
 """
 

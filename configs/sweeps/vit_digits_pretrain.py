@@ -3,7 +3,7 @@ ViT transfer pairs (no ViT weights ship offline). Its export/ is an HF-layout ch
 
   arg DIR   a directory holding the ViT's config.json (write_init(DIR) writes VIT_CONFIG there)
 
-Run:   python -m tl_jax.sweep --config=configs/sweeps/vit_digits_pretrain.py:DIR --sweepdir=OUT
+Run:   tl-jax sweep --config=configs/sweeps/vit_digits_pretrain.py:DIR --sweepdir=OUT
        (experiments/freezing_benchmark.py and lambda_sweep.py do this first)
 Expected: digits/original test accuracy ≈ 0.9 after 400 steps (a few minutes on 2 cores).
 """
