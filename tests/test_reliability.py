@@ -235,6 +235,28 @@ def test_a_non_finite_update_stops_in_that_step(tiny_assets, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# A full disk (here: a file-size limit, same failure path) while saving.
+
+def test_a_failed_save_is_one_line_and_keeps_the_last_complete_checkpoint(tiny_assets, tmp_path):
+  import resource
+  workdir = tmp_path / 'run'
+  first = _train(tiny_assets, workdir, train__num_steps=2)
+  assert first.returncode == 0 and complete_steps(workdir) == [2], describe(first)
+  limit = 1 << 20  # below one step's data file (~1.6 MB), above everything else written
+  args = ['train', f'--workdir={workdir}', *tiny_args(tiny_assets, train__num_steps=6)]
+  full = subprocess.run(
+      cli_command(args), cwd=REPO, capture_output=True, text=True, timeout=300,
+      env=cli_env(1, JAX_ENABLE_COMPILATION_CACHE='false'),
+      preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+  assert full.returncode == 2, describe(full)
+  lines = error_lines(full.stderr)
+  assert len(lines) == 1 and 'CheckpointWriteError: cannot write step 4' in lines[0], describe(full)
+  assert 'File too large' in lines[0] and 'last complete checkpoint (step 2) is kept' in lines[0]
+  assert len(lines[0]) < 300 and 'Traceback' not in full.stderr, describe(full)
+  assert complete_steps(workdir) == [2]
+
+
+# ---------------------------------------------------------------------------------------------
 # Corrupted checkpoints.
 
 def _largest_file(directory: pathlib.Path) -> pathlib.Path:

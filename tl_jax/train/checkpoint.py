@@ -36,6 +36,7 @@ import logging as std_logging
 import math
 import os
 import pathlib
+import re
 import shutil
 import sys
 import time
@@ -74,6 +75,10 @@ class CheckpointTemplateError(CheckpointError):
   """The restore template does not have the saved tree structure or shapes (a caller bug)."""
 
 
+class CheckpointWriteError(CheckpointError):
+  """A checkpoint could not be written (disk full, quota, file size limit, permissions)."""
+
+
 class NonFiniteStateError(CheckpointError):
   """A state with NaN/inf values: refused, so it never displaces a good checkpoint."""
 
@@ -104,6 +109,7 @@ class Checkpointer:
     self.best_mode = best_mode
     self.verify = verify
     self.read_only = read_only
+    _quiet_stray_read_errors()  # orbax's leftovers after a handled failure: not tracebacks
     if read_only:  # never create, clean up or move anything: the trainer may be writing
       with _quiet_absl("read only"):
         self._mgr = ocp.CheckpointManager(
@@ -202,20 +208,46 @@ class Checkpointer:
         STATE: ocp.args.StandardSave(state),
         META: ocp.args.JsonSave(meta),
         INTEGRITY: ocp.args.JsonSave({"algorithm": CHECKSUM, "checksums": checksums})})
-    with _quiet_orbax_metrics_warning():
-      saved = self._mgr.save(step, args=args, metrics=metrics if self.best_metric else None,
-                             force=True)
+    try:
+      with _quiet_orbax_metrics_warning():  # also waits for (and raises) the previous save
+        saved = self._mgr.save(step, args=args, metrics=metrics if self.best_metric else None,
+                               force=True)
+    except Exception as e:
+      raise self._write_error(step, e) from e
     if saved and new_best:
       self._best = self._metric_value(metrics)
     return saved
 
   def wait(self) -> None:
-    """Blocks until async writes are on disk."""
-    self._mgr.wait_until_finished()
+    """Blocks until async writes are on disk (CheckpointWriteError if one failed)."""
+    try:
+      self._mgr.wait_until_finished()
+    except Exception as e:
+      raise self._write_error(None, e) from e
 
   def close(self) -> None:
-    self._mgr.wait_until_finished()
-    self._mgr.close()
+    try:
+      self.wait()
+    finally:
+      try:
+        self._mgr.close()
+      except Exception as e:  # the same failure again, already raised by wait()
+        logging.debug("closing the checkpoint manager: %s", _one_line(e))
+
+  def _write_error(self, step: int | None, error: BaseException) -> CheckpointWriteError:
+    """One line: which step, the OS reason, the fix, and what is still usable."""
+    text = str(error)
+    match = re.search(rf"{re.escape(self.directory.name)}/(\d+)\.orbax-checkpoint-tmp", text)
+    step = int(match.group(1)) if match else step
+    code = re.search(r"os_error_code='(\d+)'", text)
+    reason = f"{os.strerror(int(code.group(1)))} (errno {code.group(1)})" if code else _one_line(error)
+    complete = [int(p.name) for p in self.directory.iterdir()
+                if p.name.isdigit() and (p / COMMIT_MARKER).exists()] if self.directory.is_dir() else []
+    kept = (f"the last complete checkpoint (step {max(complete)}) is kept and a rerun resumes "
+            "from it" if complete else "no complete checkpoint exists yet")
+    which = f"step {step}" if step is not None else "a checkpoint"
+    return CheckpointWriteError(f"cannot write {which} in {self.directory}: {reason}; free space "
+                                f"there or choose another --workdir; {kept}")
 
   def __enter__(self) -> "Checkpointer":
     return self
@@ -578,6 +610,17 @@ class _StrayReadErrorFilter(std_logging.Filter):
     return not (record.exc_info and _is_stray_read_error(record.exc_info[1]))
 
 
+class _FailedSaveLogFilter(std_logging.Filter):
+  """Orbax logs a failed async save from each of its threads, with tracebacks; the failure is
+  raised again by the next save/wait, where it becomes one CheckpointWriteError line."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    if record.levelno < std_logging.ERROR or "/orbax/" not in record.pathname:
+      return True
+    message = record.getMessage().lower()
+    return not (record.exc_info or "exception" in message or "fail" in message)
+
+
 def _quiet_stray_read_errors() -> None:
   """After a failed restore, tensorstore still completes the other pending reads: they call
   back into orbax's (by then closed) event loop, or end as asyncio tasks whose error nobody
@@ -596,6 +639,17 @@ def _quiet_stray_read_errors() -> None:
   hook._tl_jax_quiet = True
   sys.unraisablehook = hook
   std_logging.getLogger("asyncio").addFilter(_StrayReadErrorFilter())
+  std_logging.getLogger("absl").addFilter(_FailedSaveLogFilter())
+  # Tensorstore prints the exceptions of its callbacks into a closed loop with PyErr_Print,
+  # which goes through sys.excepthook.
+  previous_excepthook = sys.excepthook
+
+  def excepthook(kind, value, tb):
+    if _is_stray_read_error(value):
+      logging.debug("after a failed checkpoint read/write: %s", _one_line(value))
+    else:
+      previous_excepthook(kind, value, tb)
+  sys.excepthook = excepthook
 
 
 def _item_handlers() -> dict[str, Any]:
