@@ -21,15 +21,61 @@ def test_bbc_news_counts_per_topic(prepared_data_dir):
   root = bbc_news.corpus_dir()
   topics = sorted(os.listdir(root))
   assert info.kind == 'text' and info.class_names == tuple(topics) and len(topics) == 5
-  assert sum(info.splits.values()) == 2225
-  expected = [len([f for f in os.listdir(os.path.join(root, t)) if f.endswith('.txt')])
-              for t in topics]
+  # 1.1.0: a folder of its own, so a prepared 1.0.0 (with the copies) is not read.
+  assert str(data.get_builder('bbc_news', prepared_data_dir).version) == '1.1.0'
+  # 2,225 files, 100 copies of earlier articles dropped (the counts the docstring documents).
+  files = [len([f for f in os.listdir(os.path.join(root, t)) if f.endswith('.txt')])
+           for t in topics]
+  assert files == [510, 386, 417, 511, 401] and sum(files) == 2225
+  assert info.splits == {'train': 1699, 'validation': 212, 'test': 214}
   counts = sum(np.bincount(_labels('bbc_news', s, prepared_data_dir), minlength=5)
                for s in ('train', 'validation', 'test'))
-  assert counts.tolist() == expected and sum(expected) == 2225
+  assert counts.tolist() == [503, 369, 403, 503, 347] and counts.sum() == 2125
   # Stratified 80/10/10: every split has every topic.
   assert all(np.bincount(_labels('bbc_news', s, prepared_data_dir)).min() > 30
              for s in ('validation', 'test'))
+
+
+def _texts(split, data_dir):
+  return [bbc_news.content_key(r['title'].decode(), r['body'].decode())
+          for r in data.data_source('bbc_news', split, data_dir)]
+
+
+def test_bbc_news_no_article_text_in_two_splits(prepared_data_dir):
+  texts = {s: _texts(s, prepared_data_dir) for s in ('train', 'validation', 'test')}
+  every = [t for s in texts.values() for t in s]
+  assert len(every) == len(set(every)) == 2125  # no copy anywhere, within or across splits
+  # The corpus does hold copies: each dropped one has its original's text, and only the
+  # original (the first in sorted order) is in the dataset.
+  articles = bbc_news.unique_articles()
+  assert len(articles.duplicates) == 100 and len(articles.files) == 2125
+  ids = {r['id'].decode() for s in texts
+         for r in data.data_source('bbc_news', s, prepared_data_dir)}
+  root = bbc_news.corpus_dir()
+  def text(article_id):
+    return bbc_news.content_key(*bbc_news.read_article(os.path.join(root, article_id + '.txt')))
+  for copy, original in articles.duplicates.items():
+    assert copy not in ids and original in ids and original < copy
+    assert text(copy) == text(original) and copy.split('/')[0] == original.split('/')[0]
+
+
+def test_bbc_news_split_is_deterministic(prepared_data_dir):
+  articles = bbc_news.unique_articles()
+  first = bbc_news.split_indices(articles.labels)
+  again = bbc_news.split_indices(bbc_news.unique_articles().labels)
+  assert all(np.array_equal(first[s], again[s]) for s in first)
+  # The prepared splits are exactly these articles, in this order.
+  for split, idx in first.items():
+    want = [f'{t}/{n[:-4]}' for t, n in (articles.files[i] for i in idx)]
+    got = [r['id'].decode() for r in data.data_source('bbc_news', split, prepared_data_dir)]
+    assert sorted(got) == sorted(want)
+
+
+def test_content_key_ignores_whitespace_only():
+  assert bbc_news.content_key('A  title', 'body\n\n text ') == bbc_news.content_key(
+      'A title', 'body text')
+  assert bbc_news.content_key('A title', 'body text') != bbc_news.content_key('A title',
+                                                                             'Body text')
 
 
 def test_bbc_news_title_and_body_match_the_file(prepared_data_dir):
