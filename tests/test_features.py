@@ -49,7 +49,7 @@ def test_every_example_once_in_order_equal_to_a_direct_forward(
   features.clear_memory_cache()
   feats = _extract(tiny, _config(prepared_data_dir))
   source = sources.data_source('bbc_news', 'test', prepared_data_dir)
-  assert feats.x.shape == (len(source), 16)  # 221 examples: 7 batches of 32, padding dropped
+  assert feats.x.shape == (len(source), 16)  # 214 examples: 7 batches of 32, padding dropped
   records = [source[i] for i in range(len(source))]
   np.testing.assert_array_equal(feats.y, [int(r['label']) for r in records])
   picks = [0, 100, len(source) - 1]  # first, middle, last (in the padded batch)
@@ -157,7 +157,7 @@ def minilm_features(prepared_data_dir):  # noqa: F811
     c.data.data_dir = prepared_data_dir
     c.data.max_length = 64
     c.data.eval_batch_size = 32
-    out[init] = features.split_features(c, 'test', pieces=experiment.build(c))  # 221 examples
+    out[init] = features.split_features(c, 'test', pieces=experiment.build(c))  # 214 examples
   return out
 
 
