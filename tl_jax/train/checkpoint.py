@@ -602,7 +602,8 @@ def _one_line(error: BaseException) -> str:
 
 def _is_stray_read_error(error: BaseException | None) -> bool:
   text = str(error)
-  return text == "Event loop is closed" or text.startswith("Encountered error while reading")
+  return (text == "Event loop is closed" or text.startswith("Encountered error while reading")
+          or "Error writing" in text)  # a failed async save: raised again as one line
 
 
 class _StrayReadErrorFilter(std_logging.Filter):
