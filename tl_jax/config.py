@@ -71,8 +71,10 @@ def data_section() -> mlc.ConfigDict:
       mixup=0.0,  # mixup alpha; 0 = off (train images; adds label_probs [B, K] to the batch)
       batch_size=32,  # global, per domain
       eval_batch_size=64,
-      shuffle_seed=0,
-      few_shot_seed=0,  # which k examples per class a few-shot run gets
+      # -1 = from config.seed, so `seed` alone changes the draw, the order and the init; a
+      # value >= 0 pins one (it gives what config.seed=value gives), e.g. vary init, fixed draw.
+      shuffle_seed=-1,  # order (and augmentation) of the training streams
+      few_shot_seed=-1,  # which k examples per class a few-shot run gets
       worker_count=0,  # >0: grain worker processes (needs a __main__ guard)
       read_threads=2,
       prefetch_batches=4,
@@ -303,9 +305,10 @@ def validate(config: mlc.ConfigDict) -> None:
     raise ConfigValueError(f'data.batch_size={d.batch_size!r} must be positive (global, per '
                            'domain)')
   _check_range(config, 'data.eval_batch_size', 1, integer=True)
-  for key in ('image_size', 'image_channels', 'few_shot_seed', 'shuffle_seed', 'worker_count',
-              'prefetch_batches'):
+  for key in ('image_size', 'image_channels', 'worker_count', 'prefetch_batches'):
     _check_range(config, f'data.{key}', 0, integer=True)
+  for key in ('few_shot_seed', 'shuffle_seed'):  # -1 = from config.seed
+    _check_range(config, f'data.{key}', -1, integer=True)
   _check_range(config, 'data.read_threads', 1, integer=True)
   _check_range(config, 'data.mixup', 0)
   for key in ('image_mean', 'image_std'):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+import dataclasses
+import hashlib
 
 import numpy as np
 
@@ -34,6 +36,44 @@ def few_shot_indices(labels: np.ndarray, k: int, seed: int,
           f'(smallest class: {counts.min()}); lower few_shot to at most {counts.min()}')
     chosen.append(rng.permutation(members)[:k])
   return np.sort(np.concatenate(chosen))
+
+
+def example_ids(source, indices: np.ndarray) -> list[str]:
+  """Stable names of the records at `indices`: their 'id' (bbc_news), 'path' (folders) or
+  'index' (digits) feature, else the position in the split."""
+  records = source.__getitems__([int(i) for i in indices]) if len(indices) else []
+  ids = []
+  for i, r in zip(indices, records):
+    keys = [k for k in ('id', 'path', 'index') if isinstance(r, dict) and k in r]
+    value = r[keys[0]] if keys else i
+    ids.append(value.decode() if isinstance(value, bytes) else str(value))
+  return ids
+
+
+def digest(ids: Sequence[str]) -> str:
+  """8 hex digits of sha1 over the sorted ids: two runs drew the same examples iff equal."""
+  return hashlib.sha1('\n'.join(sorted(ids)).encode()).hexdigest()[:8]
+
+
+@dataclasses.dataclass(frozen=True)
+class Draw:
+  """What a few-shot run trains on: printed at start and recorded in the run's config.json."""
+  role: str  # 'target' | 'source'
+  where: str  # 'name/split'
+  per_class: int
+  num_classes: int
+  of: int  # examples in the split
+  seed: int
+  seed_from: str  # 'config.seed' | 'data.few_shot_seed'
+  digest: str
+
+  def line(self) -> str:
+    return (f'few-shot {self.role} {self.where}: {self.per_class} per class x '
+            f'{self.num_classes} = {self.per_class * self.num_classes} of {self.of} examples, '
+            f'seed {self.seed} ({self.seed_from}), ids sha1 {self.digest}')
+
+  def record(self) -> dict:
+    return dataclasses.asdict(self)
 
 
 class SubsetSource:

@@ -209,17 +209,44 @@ def _finish_images(domain: Domain, prepare: PrepareExample, data_cfg, *, image_s
       num_classes=domain.info.num_classes)
 
 
-def _train_split_source(domain: Domain, data_cfg):
+def resolved_seed(value: int, seed: int) -> int:
+  """data.few_shot_seed / data.shuffle_seed: -1 (the default) follows config.seed."""
+  return int(seed) if value is None or int(value) < 0 else int(value)
+
+
+# (name, split, prepared dir, size, k, seed) -> (indices, Draw): the loop reports the draw the
+# pipeline made without reading every label again.
+_DRAWS: dict[tuple, tuple[np.ndarray, fewshot.Draw]] = {}
+
+
+def _few_shot_draw(domain: Domain, data_cfg, source, seed: int
+                   ) -> tuple[np.ndarray, fewshot.Draw]:
   cfg, info = domain.cfg, domain.info
+  if not info.has_labels:
+    raise errors.DataError(f'data.{domain.role}.few_shot={cfg.few_shot} needs labels, and '
+                           f'{domain.name!r} has none; set few_shot=0')
+  pinned = int(data_cfg.get('few_shot_seed', -1)) >= 0
+  draw_seed = resolved_seed(data_cfg.get('few_shot_seed', -1), seed)
+  prepared = getattr(getattr(source, 'dataset_info', None), 'data_dir', data_cfg.data_dir)
+  key = (domain.name, cfg.train_split, str(prepared), len(source), int(cfg.few_shot), draw_seed)
+  if key not in _DRAWS:
+    where = f'{domain.name}/{cfg.train_split}'
+    indices = fewshot.few_shot_indices(fewshot.read_labels(source, info.label_key),
+                                       cfg.few_shot, draw_seed, info.class_names, where=where)
+    _DRAWS[key] = indices, fewshot.Draw(
+        role=domain.role, where=where, per_class=int(cfg.few_shot),
+        num_classes=len(info.class_names), of=len(source), seed=draw_seed,
+        seed_from='data.few_shot_seed' if pinned else 'config.seed',
+        digest=fewshot.digest(fewshot.example_ids(source, indices)))
+  indices, draw = _DRAWS[key]
+  return indices, dataclasses.replace(draw, role=domain.role)
+
+
+def _train_split_source(domain: Domain, data_cfg, seed: int):
+  cfg = domain.cfg
   source = sources.data_source(domain.name, cfg.train_split, data_cfg.data_dir)
   if cfg.few_shot:
-    if not info.has_labels:
-      raise errors.DataError(f'data.{domain.role}.few_shot={cfg.few_shot} needs labels, and '
-                             f'{domain.name!r} has none; set few_shot=0')
-    labels = fewshot.read_labels(source, info.label_key)
-    indices = fewshot.few_shot_indices(
-        labels, cfg.few_shot, data_cfg.get('few_shot_seed', 0), info.class_names,
-        where=f'{domain.name}/{cfg.train_split}')
+    indices, _ = _few_shot_draw(domain, data_cfg, source, seed)
     source = fewshot.SubsetSource(source, indices)
   return source
 
@@ -233,10 +260,12 @@ def train_dataset(domain: Domain, data_cfg, *, tokenizer, image_size, seed: int,
     raise errors.DataError(f'{domain.name!r} has no labels; set data.{domain.role}.labeled=False')
   if data_cfg.mixup and info.kind == 'text':
     raise errors.DataError('data.mixup applies to images only; set data.mixup=0 for text')
-  source = _train_split_source(domain, data_cfg)
+  source = _train_split_source(domain, data_cfg, seed)
   role_id = ROLES.index(domain.role)
+  # The default (-1) gives the order shuffle_seed=0 gave before -1 existed.
+  shuffle = resolved_seed(data_cfg.shuffle_seed, seed)
   ds = grain.MapDataset.source(source)
-  ds = ds.shuffle(seed=_derive_seed(seed, data_cfg.shuffle_seed, role_id, 0)).repeat()
+  ds = ds.shuffle(seed=_derive_seed(shuffle, 0, role_id, 0)).repeat()
   ds = sharding.HostRowsMapDataset(ds, host_batch, process_index, process_count)
   prepare = _prepare_example(domain, cfg.train_split, source, data_cfg, keep_labels=labeled)
   ds = ds.map(prepare)
@@ -245,7 +274,7 @@ def train_dataset(domain: Domain, data_cfg, *, tokenizer, image_size, seed: int,
     finish = _finish_images(domain, prepare, data_cfg, image_size=image_size, train=True,
                             labeled=labeled)
     if finish.random:
-      ds = ds.random_map(finish, seed=_derive_seed(seed, data_cfg.shuffle_seed, role_id, 1))
+      ds = ds.random_map(finish, seed=_derive_seed(shuffle, 0, role_id, 1))
     else:
       ds = ds.map(finish)
   return ds
@@ -363,3 +392,43 @@ def dataset_info(domain_cfg: mlc.ConfigDict, data_cfg: mlc.ConfigDict) -> source
   """Kind, classes, split sizes and stored image shape of one configured domain."""
   return sources.info(domain_cfg.name, data_cfg.data_dir,
                       image_channels=data_cfg.get('image_channels', 0))
+
+
+def few_shot_draws(data_cfg: mlc.ConfigDict, seed: int = 0) -> list[fewshot.Draw]:
+  """The few-shot subset of each training domain that has one (as build_train_iterator draws
+  it with this seed; cached, so calling both reads the labels once)."""
+  draws = []
+  for role in active_roles(data_cfg):
+    domain = resolve_domain(role, data_cfg)
+    if domain.cfg.few_shot:
+      source = sources.data_source(domain.name, domain.cfg.train_split, data_cfg.data_dir)
+      draws.append(_few_shot_draw(domain, data_cfg, source, seed)[1])
+  return draws
+
+
+def target_labels_line(data_cfg: mlc.ConfigDict) -> str | None:
+  """With a source domain, whether the target's labels reach the loss (None without one)."""
+  if not data_cfg.source.name:
+    return None
+  if data_cfg.target.labeled:
+    return ('target labels ARE used (data.target.labeled=True): this is supervised fine-tuning '
+            'on the target plus a source term; set --config.data.target.labeled=False for '
+            'unsupervised domain adaptation')
+  return ('target labels are NOT used (data.target.labeled=False): unsupervised domain '
+          'adaptation, target labels only score the evals; set --config.data.target.labeled=True '
+          'for supervised fine-tuning on the target plus a source term')
+
+
+def start_lines(data_cfg: mlc.ConfigDict, draws: Sequence[fewshot.Draw]) -> list[str]:
+  """What a run says before its first step: each few-shot draw, and with a source domain
+  whether the target labels are used."""
+  labels = target_labels_line(data_cfg)
+  return [d.line() for d in draws] + ([labels] if labels else [])
+
+
+def with_draws(config: mlc.ConfigDict, draws: Sequence[fewshot.Draw]):
+  """The config to record in config.json: with a few-shot draw, plus `few_shot_draws`
+  ({role: seed, digest, ...}) so two runs' subsets compare by their digests."""
+  if not draws:
+    return config
+  return {**config.to_dict(), 'few_shot_draws': {d.role: d.record() for d in draws}}

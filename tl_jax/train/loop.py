@@ -305,6 +305,7 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
   data_kwargs = dict(tokenizer=pieces.tokenizer, image_size=_image_size(config, module),
                      num_devices=num_devices)
   train_iter = data_lib.build_train_iterator(config.data, seed=config.seed, **data_kwargs)
+  draws = data_lib.few_shot_draws(config.data, config.seed)  # printed, and kept in config.json
   evals = data_lib.build_eval_batches(config.data, **data_kwargs)
   check_fits(config, pieces, core, evals)
   num_steps = config.train.num_steps
@@ -326,7 +327,8 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
     ckpt.close()
     wd.close()
     raise
-  wd.record_config(config)  # only now: a refused resume leaves no config.resumed-*.json
+  # Only now: a refused resume leaves no config.resumed-*.json.
+  wd.record_config(data_lib.with_draws(config, draws))
   if restored is None:
     state = core.init_state(pieces.params, config.seed)
     start = 0
@@ -342,6 +344,8 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
       examples_per_step=config.data.batch_size * (2 if config.data.source.name else 1))
   if restored is not None:
     writer.log_text(f'Resuming {wd.path} at step {start}/{num_steps}.')
+  for line in data_lib.start_lines(config.data, draws):  # what the seeds drew; target labels
+    writer.log_text(line)
 
   # -----------------------------------------------------------------------------------------
   # Loop. The finiteness of step s is read after step s+1 is dispatched, so the host never
