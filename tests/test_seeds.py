@@ -134,6 +134,7 @@ def test_uda_configs_leave_target_labels_out():
     assert data.start_lines(config.data, [])[-1].startswith(f'target labels {want} used'), name
 
 
+@pytest.mark.slow
 def test_train_prints_and_records_the_draw(tiny_assets, tmp_path, capsys):  # noqa: F811
   from tl_jax.train import loop  # pylint: disable=g-import-not-at-top
   def run(seed, name):
