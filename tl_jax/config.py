@@ -105,7 +105,43 @@ def transfer_section() -> mlc.ConfigDict:
       objectives=('cross_entropy',),  # names from the objective registry
       l2sp_alpha=0.0,
       l2sp_beta=0.0,
+      # One section per method (read only when its objective is in `objectives`), so
+      # `--config.transfer.<method>.<key>=...` works from any config file.
+      **method_sections(),
   ))
+
+
+# Adversarial methods train their own params (discriminator / adversarial head, under
+# `objectives/<name>/`) at learning_rate x lr_multiplier, with `optimizer` ('' = the model's
+# optimizer.name; else adamw | sgd | adafactor, same hyper-parameters). The reference code
+# (Ganin's DANN, thuml's CDAN) gives the discriminator lr_mult 10 relative to a pretrained
+# backbone trained at 0.1x; here one LR drives the whole model, so the default stays 1.0.
+def _adversary(**keys) -> dict:
+  return dict(keys, lr_multiplier=1.0, optimizer='')
+
+
+def method_sections() -> dict[str, mlc.ConfigDict]:
+  """`config.transfer.<method>` defaults: equal to `tl_jax/transfer/<method>.py`'s
+  default_config() (tests/test_objectives.py checks it). Spelled out here, not imported: the
+  config layer imports nothing of tl_jax.transfer (and so no jax), so `tl-jax --help` and config
+  errors stay instant. Keys are documented in each method's file."""
+  sections = dict(
+      dann=_adversary(weight=1.0, coeff=1.0, gamma=10.0, hidden=(256, 256)),
+      cdan=_adversary(weight=1.0, coeff=1.0, gamma=10.0, hidden=(256, 256), entropy=True,
+                      random_dim=0),
+      mdd=_adversary(weight=1.0, margin=4.0, coeff=0.1, gamma=10.0, hidden=(256,)),
+      coral=dict(weight=1.0, normalize='d2'),
+      mmd=dict(weight=1.0, estimator='unbiased', kernel_num=5, kernel_mul=2.0),
+      importance=dict(weight=1.0, hidden=(), max_weight=10.0, estimator='classifier',
+                      sigma=0.0, kmm_steps=300, kmm_bound=1000.0, kliep_steps=300,
+                      kliep_lr=1e-3, kliep_centres=64),
+      bss=dict(eta=1e-3, k=1, domain='target'),
+      distill=dict(domain='target', distance_weight=1.0, angle_weight=2.0, rkd_weight=1.0,
+                   hidden_weight=1.0, attention_weight=1.0, layers=(), attention_layers=()),
+      multitask=dict(weights=mlc.ConfigDict(dict(target=1.0, source=1.0))),
+      penalties=dict(l1=0.0, l2=0.0, exclude=r'.*/(bias|scale)'),
+  )
+  return {name: mlc.ConfigDict(keys) for name, keys in sections.items()}
 
 
 def optimizer_section() -> mlc.ConfigDict:

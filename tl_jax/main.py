@@ -81,9 +81,32 @@ def check_overrides(argv: list[str]) -> None:
   valid = _flat_keys(_load_config_module(_config_path(argv)))
   for key in overrides:
     if key not in valid:
-      close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-      hint = f"; did you mean --config.{close[0]}?" if close else ""
-      raise UsageError(f"unknown config key --config.{key}{hint}")
+      raise UsageError(f"unknown config key --config.{key}{_key_hint(key, valid)}")
+
+
+def _key_hint(key: str, valid: list[str]) -> str:
+  """The closest key inside the deepest section of `key` that exists (so a typo under
+  transfer.coral is matched against transfer.coral's keys, not the whole config), else that
+  section's keys."""
+  sections = {k for k in valid if any(v.startswith(k + ".") for v in valid)}
+  parts = key.split(".")
+  depth = max((i for i in range(len(parts)) if ".".join(parts[:i]) in sections), default=0)
+  section = ".".join(parts[:depth])
+  prefix = section + "." if section else ""
+  rest = ".".join(parts[depth:])
+  # Candidates as deep as the rest of the key, named relative to the section.
+  candidates = [v[len(prefix):] for v in valid
+                if v.startswith(prefix) and v.count(".") == key.count(".")]
+  close = difflib.get_close_matches(rest, candidates, n=1, cutoff=0.6)
+  if close:
+    return f"; did you mean --config.{prefix}{close[0]}?"
+  children = sorted(v[len(prefix):] for v in valid if v.startswith(prefix)
+                    and "." not in v[len(prefix):])
+  if section and children:
+    shown = ", ".join(children[:20]) + (", ..." if len(children) > 20 else "")
+    return f"; config.{section} has: {shown}"
+  close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+  return f"; did you mean --config.{close[0]}?" if close else ""
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

@@ -26,6 +26,7 @@ from tl_jax import config as config_lib
 from tl_jax import experiment
 from tl_jax import models
 from tl_jax.train import checkpoint as checkpoint_lib
+from tl_jax.train import health as health_lib
 from tl_jax.train import memory
 from tl_jax.train import metrics as metrics_lib
 from tl_jax.train import parallel
@@ -274,11 +275,16 @@ def evaluate_params(core: step_lib.TrainCore, params, evals: dict, *,
 
 
 def _report(writer: metrics_lib.MetricsWriter, config, final: dict[str, float], step: int,
-            seconds: float, workdir, export_note: str = '') -> None:
+            seconds: float, workdir, export_note: str = '',
+            health: health_lib.Monitor | None = None) -> None:
   target = {k: v for k, v in final.items() if k.startswith('target/') and 'accuracy' in k}
+  collapsed = health.collapsed() if health is not None else {}
   lines = [f'Done: {step} steps in {seconds:.0f} s ({config.model.name}, init='
-           f'{config.model.init}, target {config.data.target.name}).']
+           f'{config.model.init}, target {config.data.target.name})'
+           + (f', but the transfer term of {", ".join(sorted(collapsed))} collapsed.'
+              if collapsed else '.')]
   lines += [f'  {k}: {v:.4f}' for k, v in sorted(target.items())]
+  lines += health.report_lines() if health is not None else []
   exported = f'   export: {workdir.export}' if config.train.export_hf else ''
   lines.append(f'  metrics: {workdir.metrics_file}{exported}')
   if export_note:  # which class loads the export (README.md there says how)
@@ -357,6 +363,7 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
   inject_nan_at = config.train.get('inject_nan_at_step', 0)
   preemption = _PreemptionWatch(ckpt)
   preempted = False
+  health = health_lib.Monitor(config.transfer, num_steps)  # adversaries' domain acc / loss
   try:
     for step in range(start + 1, num_steps + 1):
       batch = next(train_iter)
@@ -379,7 +386,10 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
         _check_finite(ckpt, *pending)
         pending = None
         if _due(step, config.train.log_every, num_steps):
-          writer.log_train(step, core.host_metrics(metrics))
+          host = core.host_metrics(metrics)
+          writer.log_train(step, host)
+          for line in health.update(step, host):  # once per method: a collapsed adversary
+            writer.log_text(line)
       if not save_now:
         continue
       with writer.paused():
@@ -425,7 +435,8 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
              for role in ('target', 'source') if config.data[role].name}
     export_note = models.export_run(module, params, wd.export, config=config, metrics=final,
                                     step=step, infos=infos).note
-  _report(writer, config, final, step, time.monotonic() - start_time, wd, export_note)
+  _report(writer, config, final, step, time.monotonic() - start_time, wd, export_note,
+          health)
   writer.close()
   wd.close()
   return final

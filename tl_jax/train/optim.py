@@ -7,6 +7,12 @@ Layout of the transformation (the same at every freezing stage, so state paths s
                    'train_s<j>': base, ...})  one base optimizer per cohort (see freezing.labels)
   scale_by_learning_rate(schedule)         one global count: the schedule never restarts
   per-leaf LR scale                        layer_decay^depth × lr_multipliers × group multipliers
+                                           × transfer.<method>.lr_multiplier (objectives/<m>/)
+
+Method-owned params (`objectives/<name>/...`, a discriminator or adversarial head) take the LR
+factor `config.transfer.<name>.lr_multiplier`, and with `transfer.<name>.optimizer` set their
+own base optimizer (a label '<cohort>:<name>' of their own in the multi_transform; unset, the
+state layout is the same as without the setting, so old checkpoints resume).
 
 `base` (scale_by_adam + decoupled weight decay, momentum SGD, or Adafactor) works at unit LR, so
 a cohort that starts at a later stage gets a fresh Adam count (correct bias correction) while the
@@ -26,6 +32,7 @@ import jax.numpy as jnp
 import optax
 
 from tl_jax.transfer import freezing
+from tl_jax.transfer import objectives
 
 OPTIMIZERS = ('adamw', 'sgd', 'adafactor')
 SCHEDULES = ('constant', 'warmup_cosine', 'warmup_linear')
@@ -54,21 +61,53 @@ def learning_rate_schedule(opt: Any, total_steps: int) -> optax.Schedule:
   return optax.join_schedules(warm + [rest], [warmup]) if warm else rest
 
 
-def base_optimizer(opt: Any) -> optax.GradientTransformation:
-  """The named optimizer at unit learning rate, returning an ascent direction (no sign flip)."""
+def base_optimizer(opt: Any, name: str = '') -> optax.GradientTransformation:
+  """The named optimizer (`name`, else opt.name) at unit learning rate, returning an ascent
+  direction (no sign flip)."""
   wd = float(opt.weight_decay)
   decay = [optax.add_decayed_weights(wd)] if wd else []
-  if opt.name == 'adamw':
+  name = name or opt.name
+  if name == 'adamw':
     return optax.chain(optax.scale_by_adam(b1=opt.b1, b2=opt.b2, eps=opt.eps), *decay)
-  if opt.name == 'sgd':
+  if name == 'sgd':
     momentum = [optax.trace(decay=opt.momentum, nesterov=opt.nesterov)] if opt.momentum else []
     return optax.chain(*decay, *momentum) if decay or momentum else optax.identity()
-  if opt.name == 'adafactor':
+  if name == 'adafactor':
     # optax.adafactor's defaults, with decoupled weight decay scaled by the LR like AdamW.
     return optax.chain(optax.scale_by_factored_rms(), optax.clip_by_block_rms(1.0),
                        optax.scale_by_param_block_rms(), *decay)
-  raise OptimizerConfigError(f'unknown optimizer {opt.name!r} (optimizer.name); valid: '
+  raise OptimizerConfigError(f'unknown optimizer {name!r} (optimizer.name); valid: '
                              f'{", ".join(OPTIMIZERS)}')
+
+
+# -------------------------------------------------------------------------------------------
+# Method-owned params: their own LR factor and optimizer.
+# -------------------------------------------------------------------------------------------
+
+def method_settings(transfer: Any, params: Any) -> dict[str, tuple[float, str]]:
+  """{method: (lr_multiplier, optimizer name or '')} for each method owning params under
+  `objectives/` whose `transfer.<method>` section sets them (others: (1.0, ''))."""
+  owned = params.get(objectives.PARAMS_KEY, {}) if isinstance(params, Mapping) else {}
+  out = {}
+  for name in owned:
+    cfg = transfer.get(name)
+    factor = cfg.get('lr_multiplier', 1.0) if cfg is not None else 1.0
+    optimizer = cfg.get('optimizer', '') if cfg is not None else ''
+    if (isinstance(factor, bool) or not isinstance(factor, (int, float))
+        or not 0 < factor < float('inf')):
+      raise OptimizerConfigError(f'transfer.{name}.lr_multiplier={factor!r} must be a finite '
+                                 'number > 0 (the LR factor of its own params)')
+    if optimizer not in ('',) + OPTIMIZERS:
+      raise OptimizerConfigError(f"transfer.{name}.optimizer={optimizer!r}: must be '' (the "
+                                 f'model\'s optimizer.name) or one of {", ".join(OPTIMIZERS)}')
+    out[name] = (float(factor), optimizer)
+  return out
+
+
+def _owner(name: str) -> str | None:
+  """The method owning leaf `name` ('objectives/<method>/...'), else None."""
+  parts = name.split('/')
+  return parts[1] if len(parts) > 2 and parts[0] == objectives.PARAMS_KEY else None
 
 
 def _match_multipliers(rules: Any, names: list[str], what: str) -> dict[str, float]:
@@ -88,9 +127,11 @@ def _match_multipliers(rules: Any, names: list[str], what: str) -> dict[str, flo
   return out
 
 
-def lr_scales(opt: Any, params: Any, groups: Mapping[str, str]) -> dict[str, float]:
+def lr_scales(opt: Any, params: Any, groups: Mapping[str, str],
+              methods: Mapping[str, tuple[float, str]] | None = None) -> dict[str, float]:
   """Flat name -> LR factor: layer_decay^(depth from top) × lr_multipliers (regex over names)
-  × group_lr_multipliers (group names from the freezing rules)."""
+  × group_lr_multipliers (group names from the freezing rules) × the owning method's
+  lr_multiplier (`methods`, see method_settings)."""
   names = freezing.param_names(params)
   n_layers = freezing.num_layers(params)
   decay = float(opt.layer_decay)
@@ -108,6 +149,9 @@ def lr_scales(opt: Any, params: Any, groups: Mapping[str, str]) -> dict[str, flo
   by_group = dict(opt.group_lr_multipliers)
   for n in names:
     scales[n] *= float(by_group.get(groups[n], 1.0))
+    owner = _owner(n)
+    if methods and owner in methods:
+      scales[n] *= methods[owner][0]
   return scales
 
 
@@ -123,9 +167,19 @@ def scale_per_leaf(scales: Mapping[str, float]) -> optax.GradientTransformation:
 
 
 def build_optimizer(opt: Any, labels: Mapping[str, str], scales: Mapping[str, float],
-                    schedule: optax.Schedule) -> optax.GradientTransformation:
+                    schedule: optax.Schedule,
+                    methods: Mapping[str, tuple[float, str]] | None = None
+                    ) -> optax.GradientTransformation:
   """The full transformation for one freezing stage (see the module docstring)."""
-  transforms = {label: optax.set_to_zero() if label == freezing.FROZEN else base_optimizer(opt)
+  labels = dict(labels)
+  names = {}  # label -> optimizer name ('' = opt.name)
+  for n, label in labels.items():
+    owner = _owner(n)
+    if label != freezing.FROZEN and methods and owner in methods and methods[owner][1]:
+      labels[n] = f'{label}:{owner}'  # a method's own optimizer: a label of its own
+      names[labels[n]] = methods[owner][1]
+  transforms = {label: optax.set_to_zero() if label == freezing.FROZEN
+                else base_optimizer(opt, names.get(label, ''))
                 for label in sorted(set(labels.values()))}
   clip = [optax.clip_by_global_norm(opt.grad_clip_norm)] if opt.grad_clip_norm > 0 else []
   if opt.grad_clip_norm < 0:
@@ -138,9 +192,12 @@ def build_optimizer(opt: Any, labels: Mapping[str, str], scales: Mapping[str, fl
 
 
 def optimizer_for_stage(opt: Any, schedule: freezing.FreezeSchedule, stage: int, params: Any,
-                        lr_schedule: optax.Schedule) -> optax.GradientTransformation:
-  scales = lr_scales(opt, params, schedule.groups[stage])
-  return build_optimizer(opt, schedule.labels(stage), scales, lr_schedule)
+                        lr_schedule: optax.Schedule,
+                        methods: Mapping[str, tuple[float, str]] | None = None
+                        ) -> optax.GradientTransformation:
+  """`methods`: the method-owned params' settings (method_settings(config.transfer, params))."""
+  scales = lr_scales(opt, params, schedule.groups[stage], methods)
+  return build_optimizer(opt, schedule.labels(stage), scales, lr_schedule, methods)
 
 
 def migrate_opt_state(old_state: Any, new_tx: optax.GradientTransformation, params: Any) -> Any:

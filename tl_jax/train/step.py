@@ -206,8 +206,9 @@ class TrainCore:
     self.lam_fn = lambdas.from_config(config.transfer.lam, self.total_steps)
     self.lr_schedule = optim.learning_rate_schedule(config.optimizer, self.total_steps)
     self._params_shape = jax.eval_shape(lambda p: p, params)
+    methods = optim.method_settings(config.transfer, params)  # discriminators' own LR / opt
     self._txs = [optim.optimizer_for_stage(config.optimizer, self.schedule, k, params,
-                                           self.lr_schedule)
+                                           self.lr_schedule, methods)
                  for k in range(self.schedule.num_stages)]  # errors surface at start-up
     self._steps: dict[int, Callable] = {}
     self._evals: dict[str, Callable] = {}

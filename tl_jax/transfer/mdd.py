@@ -31,6 +31,8 @@ def default_config() -> mlc.ConfigDict:
       coeff=0.1,  # final gradient-reversal coefficient
       gamma=10.0,  # warm-up speed of the coefficient
       hidden=(256,),  # auxiliary head hidden widths
+      lr_multiplier=1.0,  # the auxiliary head's LR factor (see dann.default_config)
+      optimizer='',  # the auxiliary head's optimizer; '' = optimizer.name
   ))
 
 
@@ -63,5 +65,14 @@ def mdd(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
   source = ctx.mean(ce_s, dann_lib.row_weights(ctx.batches['source']))
   target = ctx.mean(log_t, dann_lib.row_weights(ctx.batches['target']))
   discrepancy = target - cfg.margin * source
-  return -cfg.weight * discrepancy, {'mdd/discrepancy': discrepancy, 'mdd/source_ce': source,
-                                     'mdd/coeff': coeff}
+  # How often the adversarial head agrees with the main one (on the source it should, on the
+  # target it should not): logged with the disparity to judge the adversary's health.
+  agree = {d: (jnp.argmax(adv[d], -1) == jnp.argmax(ctx.logits(d), -1)).astype(jnp.float32)
+           for d in ('source', 'target')}
+  return -cfg.weight * discrepancy, {
+      'mdd/discrepancy': discrepancy, 'mdd/disparity': discrepancy, 'mdd/source_ce': source,
+      'mdd/coeff': coeff,
+      'mdd/source_agreement': ctx.mean(agree['source'],
+                                       dann_lib.row_weights(ctx.batches['source'])),
+      'mdd/target_agreement': ctx.mean(agree['target'],
+                                       dann_lib.row_weights(ctx.batches['target']))}
