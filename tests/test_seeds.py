@@ -67,6 +67,7 @@ def test_pinned_few_shot_seed_keeps_the_draw_while_the_order_follows_config_seed
   pinned = _draw(digits_cfg, 0)
   digits_cfg.few_shot_seed = -1
   assert _draw(digits_cfg, 4).digest == pinned.digest and _subset(digits_cfg, 4)[0] == a
+  assert _draw(digits_cfg, 4).seed_from == 'config.seed'  # the same subset, said as this run set it
 
 
 def test_pinned_shuffle_seed_keeps_the_order(digits_cfg):

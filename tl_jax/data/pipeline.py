@@ -239,7 +239,9 @@ def _few_shot_draw(domain: Domain, data_cfg, source, seed: int
         seed_from='data.few_shot_seed' if pinned else 'config.seed',
         digest=fewshot.digest(fewshot.example_ids(source, indices)))
   indices, draw = _DRAWS[key]
-  return indices, dataclasses.replace(draw, role=domain.role)
+  # The same subset may be cached under another role or seed source: those are this call's.
+  return indices, dataclasses.replace(
+      draw, role=domain.role, seed_from='data.few_shot_seed' if pinned else 'config.seed')
 
 
 def _train_split_source(domain: Domain, data_cfg, seed: int):
