@@ -425,6 +425,22 @@ CASES += [
          setup=_smaller_vocab, overrides={'model__name': _model}),
     Case('config_json_not_json', ('model/config.json is not valid JSON', 'line 2'),
          setup=_config_json_not_json, overrides={'model__name': _model}),
+    # Per-method sections (config.transfer.<method>, in every config): a typo is matched
+    # inside its section, a key another method has is answered with this section's keys.
+    Case('typo_under_a_method_section', ('unknown config key --config.transfer.coral.wieght',
+                                         'did you mean --config.transfer.coral.weight?'),
+         overrides={'transfer__coral__wieght': 0.5}),
+    Case('key_of_another_method', ('unknown config key --config.transfer.coral.lr_multiplier',
+                                   'config.transfer.coral has: normalize, weight'),
+         overrides={'transfer__coral__lr_multiplier': 10.0}),
+    Case('zero_discriminator_lr_multiplier', ('transfer.dann.lr_multiplier=0.0',
+                                              'a finite number > 0'),
+         overrides={'transfer__objectives': "('cross_entropy', 'dann')",
+                    'transfer__dann__lr_multiplier': 0.0}),
+    Case('unknown_discriminator_optimizer', ("transfer.dann.optimizer='adamx'",
+                                             'adamw, sgd, adafactor'),
+         overrides={'transfer__objectives': "('cross_entropy', 'dann')",
+                    'transfer__dann__optimizer': 'adamx'}),
 ]
 assert len({c.id for c in CASES}) == len(CASES) >= 20
 

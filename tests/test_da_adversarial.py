@@ -132,3 +132,72 @@ def test_mdd_value_by_hand_and_gradient_signs(tiny):
   np.testing.assert_allclose(metrics['mdd/coeff'], coeff, rtol=1e-5)
   # The auxiliary head descends the loss = ascends the discrepancy (the adversary's max).
   check_gradients(value, head, inputs, coeff)
+
+
+# ---------------------------------------------------------------------------------------------
+# The discriminator's own optimisation: transfer.<method>.lr_multiplier / .optimizer (optim.py).
+
+def own_params():
+  leaf = lambda *shape: jnp.zeros(shape, jnp.float32)
+  return {'head': {'kernel': leaf(4, 3), 'bias': leaf(3)},
+          'objectives': {'dann': {'layer_0': {'kernel': leaf(4, 1), 'bias': leaf(1)}},
+                         'mdd': {'layer_0': {'kernel': leaf(4, 3), 'bias': leaf(3)}}}}
+
+
+def one_update(config, grads_value=0.5):
+  from tl_jax.train import optim
+  from tl_jax.transfer import freezing
+  params = own_params()
+  config.optimizer.schedule, config.optimizer.warmup_steps = 'constant', 0
+  config.optimizer.grad_clip_norm, config.optimizer.weight_decay = 0.0, 0.0
+  schedule = freezing.FreezeSchedule([freezing.Stage(0, (('.*', 'train'),))], params)
+  methods = optim.method_settings(config.transfer, params)
+  tx = optim.optimizer_for_stage(config.optimizer, schedule, 0, params,
+                                 optim.learning_rate_schedule(config.optimizer, 10), methods)
+  grads = jax.tree.map(lambda p: jnp.full_like(p, grads_value), params)
+  state = tx.init(params)
+  updates, _ = tx.update(grads, state, params)
+  return freezing.flatten(updates), state
+
+
+def test_discriminator_lr_multiplier_scales_only_its_own_params():
+  config = base_config()
+  config.optimizer.learning_rate = 1e-3
+  config.transfer.dann.lr_multiplier = 10.0
+  updates, _ = one_update(config)
+  # Adam's first step is lr·sign(g): the head moves by lr, the DANN discriminator by 10 lr,
+  # MDD's head (multiplier 1) by lr.
+  np.testing.assert_allclose(updates['head/kernel'], -1e-3, rtol=1e-4)
+  np.testing.assert_allclose(updates['objectives/dann/layer_0/kernel'], -1e-2, rtol=1e-4)
+  np.testing.assert_allclose(updates['objectives/mdd/layer_0/bias'], -1e-3, rtol=1e-4)
+
+
+def test_discriminator_own_optimizer_gets_its_own_state():
+  config = base_config()
+  config.optimizer.learning_rate = 1e-3
+  config.transfer.dann.optimizer = 'sgd'
+  config.transfer.dann.lr_multiplier = 4.0
+  updates, state = one_update(config, grads_value=0.5)
+  # SGD (momentum from config.optimizer; its first step is g) on the discriminator: −lr·4·g;
+  # Adam elsewhere: −lr·sign(g).
+  np.testing.assert_allclose(updates['objectives/dann/layer_0/kernel'], -1e-3 * 4 * 0.5,
+                             rtol=1e-5)
+  np.testing.assert_allclose(updates['head/kernel'], -1e-3, rtol=1e-4)
+  labels = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(state)[0]}
+  assert any(':dann' in label for label in labels), labels  # a label of its own
+  # Unset, the state layout is the one without the feature (old checkpoints resume).
+  _, plain = one_update(base_config())
+  assert not any(':' in jax.tree_util.keystr(p)
+                 for p, _ in jax.tree_util.tree_flatten_with_path(plain)[0])
+
+
+@pytest.mark.parametrize('key,value,match', [
+    ('lr_multiplier', 0.0, r'transfer.dann.lr_multiplier=0.0 must be a finite number > 0'),
+    ('lr_multiplier', float('inf'), r'transfer.dann.lr_multiplier=inf'),
+    ('optimizer', 'adamx', r"transfer.dann.optimizer='adamx'.*adamw, sgd, adafactor")])
+def test_discriminator_optimizer_settings_are_checked(key, value, match):
+  from tl_jax.train import optim
+  config = base_config()
+  config.transfer.dann[key] = value
+  with pytest.raises(optim.OptimizerConfigError, match=match):
+    optim.method_settings(config.transfer, own_params())

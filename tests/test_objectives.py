@@ -218,14 +218,71 @@ def test_l2sp_leaves_method_owned_weights_alone():
 def test_method_settings_default_or_one_error_naming_a_config_that_exists():
   import pathlib
   from tl_jax.transfer import bss, distill, multitask, penalties
-  config = base_config()
+  # base_config has every section now (issue #11); a config without one (built by hand, or a
+  # run saved before) still gets the default or the one error.
+  def without(section):
+    config = base_config()
+    del config.transfer[section]
+    return config
+  config = without('coral')
   assert objectives.method_settings(config, 'coral', {'weight': 1.0}) == {'weight': 1.0}
   config.transfer.bss = bss.default_config()
   assert objectives.method_settings(config, 'bss') is config.transfer.bss
+  assert objectives.method_settings(base_config(), 'bss') == bss.default_config()
   repo = pathlib.Path(__file__).resolve().parent.parent
   for module in (bss, distill, multitask, penalties):
-    ctx = types.SimpleNamespace(config=base_config())
+    section = module.__name__.rsplit('.', 1)[1]
+    ctx = types.SimpleNamespace(config=without(section))
     with pytest.raises(objectives.ObjectiveError, match='is missing: add `config.transfer') as e:
       module.settings(ctx)
     example = str(e.value).rsplit('(see ', 1)[1].rstrip(')')
     assert (repo / example).is_file(), example
+
+
+# ------------------------------------------------------------------------------------------
+# Method sections in base_config (issue #11): equal to each method's own default_config().
+# ------------------------------------------------------------------------------------------
+
+METHOD_SECTIONS = {'dann': 'dann', 'cdan': 'cdan', 'mdd': 'mdd', 'coral': 'coral', 'mmd': 'mmd',
+                   'importance': 'importance', 'bss': 'bss', 'distill': 'distill',
+                   'multitask': 'multitask', 'penalties': 'penalties'}
+
+
+@pytest.mark.parametrize('section', sorted(METHOD_SECTIONS))
+def test_base_config_holds_each_methods_defaults(section):
+  import importlib
+  module = importlib.import_module(f'tl_jax.transfer.{METHOD_SECTIONS[section]}')
+  assert base_config().transfer[section].to_dict() == module.default_config().to_dict()
+
+
+def test_every_objective_reading_settings_has_a_section():
+  """An objective whose file has a default_config() (its settings) finds them in base_config."""
+  import inspect
+  transfer = base_config().transfer
+  for name in objectives.names():
+    module = inspect.getmodule(objectives.get(name).fn)
+    if hasattr(module, 'default_config') and 'method_settings' in inspect.getsource(module):
+      section = module.__name__.rsplit('.', 1)[1]
+      assert section in transfer, f'objective {name!r}: config.transfer.{section} missing'
+
+
+def test_coral_source_normalisation_is_scale_free():
+  from tl_jax.transfer import coral
+  rs = np.random.RandomState(0)
+  x_s, x_t = rs.randn(16, 6).astype(np.float32), 2 * rs.randn(16, 6).astype(np.float32)
+  c_s, c_t = np.cov(x_s, rowvar=False), np.cov(x_t, rowvar=False)
+  d2 = float(coral.coral_loss(x_s, x_t))
+  np.testing.assert_allclose(d2, np.sum((c_s - c_t) ** 2) / (4 * 36), rtol=1e-4)
+  src = float(coral.coral_loss(x_s, x_t, normalize='source'))
+  np.testing.assert_allclose(src, np.sum((c_s - c_t) ** 2) / np.sum(c_s ** 2), rtol=1e-4)
+  # Features 100x larger: the paper's value grows 1e8-fold, the normalised one not at all.
+  np.testing.assert_allclose(float(coral.coral_loss(100 * x_s, 100 * x_t)), 1e8 * d2, rtol=1e-3)
+  np.testing.assert_allclose(float(coral.coral_loss(100 * x_s, 100 * x_t, normalize='source')),
+                             src, rtol=1e-4)
+  # The denominator is a constant to the gradient (the source covariance cannot be inflated).
+  g = jax.grad(lambda a: coral.coral_loss(a, x_t, normalize='source'))(jnp.asarray(x_s))
+  plain = jax.grad(lambda a: jnp.sum(jnp.square(coral.covariance(a) - coral.covariance(x_t))))
+  np.testing.assert_allclose(g, plain(jnp.asarray(x_s)) / np.sum(c_s ** 2), rtol=1e-3,
+                             atol=1e-6)
+  with pytest.raises(objectives.ObjectiveError, match="normalize='fro'.*valid: d2, source"):
+    coral.coral_loss(x_s, x_t, normalize='fro')
