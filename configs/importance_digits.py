@@ -17,6 +17,10 @@ defaults: 300 iterations per step, median-heuristic bandwidth, weights clipped a
   | Importance weighting (domain classifier) | 0.194 ± 0.060   | 0.728 ± 0.034   |
   | Importance weighting (KMM)               | 0.151 ± 0.020   | 0.416 ± 0.049   |
   | Importance weighting (KLIEP)             | 0.194 ± 0.027   | 0.858 ± 0.011   |
+These rows came from the earlier solvers (KLIEP's ascent-and-rescale iteration, 9-47 % in w from
+its optimum; KMM's clip-and-rescale projected gradient): not rerun since both were replaced by
+solvers to a certified gap (transfer.importance.kmm_steps/kmm_tol, kliep_steps/kliep_tol; the
+residual is logged as importance/kmm_residual, importance/kliep_gap).
 None beats source-only on the target. KMM concentrates each batch's weight on few source rows
 (effective sample fraction 0.31 at step 100, 0.52 at 400, seed 0; KLIEP 0.62 -> 0.75), so the
 source classifier learns slower in 400 steps.

@@ -93,7 +93,9 @@ def test_domain_classifier_of_the_objective_recovers_the_ratio(samples):
 def test_kmm_recovers_the_ratio(samples):
   x_s, x_t, true = samples
   beta = jax.jit(importance.kmm_weights)(jnp.asarray(x_s)[:, None], jnp.asarray(x_t)[:, None])
-  assert corr(beta, true) > 0.9, corr(beta, true)
+  # Measured: the QP's optimum itself correlates 0.82 here (0.828 at residual 2e-3, 0.822 at
+  # 6e-5); the > 0.9 this test used to ask came from the old, non-optimal iterate.
+  assert corr(beta, true) > 0.8, corr(beta, true)
   assert float(jnp.min(beta)) >= 0.0
   assert abs(float(jnp.mean(beta)) - 1.0) < 0.1
 
@@ -103,6 +105,96 @@ def test_kliep_recovers_the_ratio(samples):
   w = jax.jit(importance.kliep_weights)(jnp.asarray(x_s)[:, None], jnp.asarray(x_t)[:, None])
   assert corr(w, true) > 0.9, corr(w, true)
   np.testing.assert_allclose(float(jnp.mean(w)), 1.0, atol=0.02)  # the KLIEP constraint
+
+
+# -------------------------------------------------------------------------------------------
+# The solvers reach the optimum: KKT conditions, and an independent solver (scipy SLSQP, float64)
+# on random draws of dimension 2-16. The paper's KLIEP iteration stalled 9-47 % (in w) away.
+# -------------------------------------------------------------------------------------------
+
+def gram64(x, y, sigma):
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  return np.exp(-((x[:, None] - y[None]) ** 2).sum(-1) / (2 * sigma ** 2))
+
+
+def draw(seed, n_s, n_t):
+  rs = np.random.RandomState(seed)
+  d = [2, 3, 4, 6, 8, 12, 16][seed % 7]
+  x_s = rs.randn(n_s, d).astype(np.float32)
+  x_t = (0.4 + 0.8 * rs.randn(n_t, d)).astype(np.float32)
+  return x_s, x_t, float(np.sqrt(d))
+
+
+@pytest.mark.parametrize('seed', range(8))
+def test_kliep_reaches_the_kkt_point_and_scipy_optimum(seed):
+  scipy_optimize = pytest.importorskip('scipy.optimize')
+  x_s, x_t, sigma = draw(seed, 40, 30)
+  nc = 12
+  fit = jax.jit(importance.kliep_fit, static_argnames=('num_centres', 'steps', 'tol'))(
+      jnp.asarray(x_s), jnp.asarray(x_t), sigma=sigma, num_centres=nc, steps=100, tol=1e-7)
+  alpha = np.asarray(fit.alpha, np.float64)
+  a, b = gram64(x_t, x_t[:nc], sigma), gram64(x_s, x_t[:nc], sigma).mean(0)
+  f = lambda al: np.mean(np.log(a @ al))
+  grad = lambda al: a.T @ (1.0 / (a @ al)) / len(a)
+  # KKT of max f s.t. α ≥ 0, bᵀα = 1: ∂f/∂α_l = λ b_l on the support, ≤ λ b_l off it; here
+  # λ = Σ_l α_l ∂f/∂α_l = 1 exactly.
+  assert alpha.min() >= 0.0
+  np.testing.assert_allclose(b @ alpha, 1.0, rtol=1e-5)
+  ratio = grad(alpha) / b
+  support = alpha > 1e-4 * alpha.max()
+  np.testing.assert_allclose(ratio[support], 1.0, atol=1e-4)
+  assert ratio[~support].max(initial=0.0) <= 1.0 + 1e-4, ratio
+  assert float(fit.gap) < 1e-4  # the certificate agrees
+  ref = scipy_optimize.minimize(
+      lambda al: -f(al), np.ones(nc) / b.sum(), jac=lambda al: -grad(al), method='SLSQP',
+      bounds=[(0.0, None)] * nc, options=dict(ftol=1e-14, maxiter=2000),
+      constraints=[dict(type='eq', fun=lambda al: b @ al - 1.0, jac=lambda al: b)]).x
+  assert abs(f(alpha) - f(ref)) < 1e-6
+  np.testing.assert_allclose(alpha, ref, atol=3e-4 * ref.max())
+  w, w_ref = np.asarray(fit(jnp.asarray(x_s))), gram64(x_s, x_t[:nc], sigma) @ ref
+  np.testing.assert_allclose(w, w_ref, atol=1e-4 * w_ref.max())
+
+
+def test_weighted_simplex_projection_is_the_nearest_point():
+  """Against brute force: the projection beats every feasible point sampled around it."""
+  rs = np.random.RandomState(0)
+  y, b = rs.randn(7).astype(np.float32), rs.uniform(0.1, 2.0, 7).astype(np.float32)
+  real = np.array([1, 1, 0, 1, 1, 1, 1], bool)
+  p = np.asarray(importance.project_weighted_simplex(jnp.asarray(y), jnp.asarray(b),
+                                                     jnp.asarray(real)), np.float64)
+  assert p.min() >= 0 and p[~real].max() == 0
+  np.testing.assert_allclose(b @ p, 1.0, rtol=1e-6)
+  for _ in range(200):  # random feasible points: none nearer to y
+    q = np.where(real, rs.exponential(size=7) * (rs.rand(7) < 0.6), 0.0)
+    q = q / max(b @ q, 1e-12) if b @ q > 0 else p
+    assert np.sum((q - y) ** 2) >= np.sum((p - y) ** 2) - 1e-6
+
+
+@pytest.mark.parametrize('seed', range(8))
+def test_kmm_matches_an_independent_qp(seed):
+  """Box bound and slab ε vary so that both constraints bind in some draws."""
+  scipy_optimize = pytest.importorskip('scipy.optimize')
+  x_s, x_t, sigma = draw(seed, 16, 20)
+  bound, eps = [1000.0, 3.0, 2.0][seed % 3], [0.5, 0.1, 0.3][seed % 3]
+  fit = jax.jit(importance.kmm_fit, static_argnames=('bound', 'eps', 'steps', 'tol'))(
+      jnp.asarray(x_s), jnp.asarray(x_t), sigma=sigma, bound=bound, eps=eps, steps=2000, tol=1e-7)
+  n, m = len(x_s), len(x_t)
+  k = gram64(x_s, x_s, sigma) + 1e-6 * np.eye(n)
+  kappa = n / m * gram64(x_s, x_t, sigma).sum(1)
+  q = lambda beta: 0.5 * beta @ k @ beta - kappa @ beta
+  ref = scipy_optimize.minimize(
+      q, np.ones(n), jac=lambda beta: k @ beta - kappa, method='SLSQP',
+      bounds=[(0.0, bound)] * n, options=dict(ftol=1e-15, maxiter=3000),
+      constraints=[dict(type='ineq', fun=lambda x: n * (1 + eps) - x.sum(),
+                        jac=lambda x: -np.ones(n)),
+                   dict(type='ineq', fun=lambda x: x.sum() - n * (1 - eps),
+                        jac=lambda x: np.ones(n))]).x
+  beta = np.asarray(fit.beta, np.float64)
+  assert beta.min() >= 0 and beta.max() <= bound * (1 + 1e-6)
+  assert n * (1 - eps) * (1 - 1e-6) <= beta.sum() <= n * (1 + eps) * (1 + 1e-6)
+  assert float(fit.residual) <= 1e-7  # converged within the 2000 steps allowed here
+  assert (q(beta) - q(ref)) / abs(q(ref)) < 1e-6
+  np.testing.assert_allclose(beta, ref, atol=1e-3 * max(ref.max(), 1.0))
 
 
 def test_weighted_source_loss_follows_the_weights():
@@ -213,6 +305,8 @@ def test_in_step_weights_recover_the_ratio_on_any_device_count(estimator, global
   assert np.all(w[pad_s] == 0)
   assert corr(w[mask_s], true[mask_s]) > 0.8, corr(w[mask_s], true[mask_s])
   assert 'importance/domain_loss' not in metrics  # no classifier with these estimators
+  residual = metrics['importance/kmm_residual' if estimator == 'kmm' else 'importance/kliep_gap']
+  assert np.isfinite(residual) and residual >= 0  # logged, so a run shows how far from optimal
   assert 0.2 < metrics['importance/effective_sample_fraction'] < 1.0
   cfg = config.transfer.importance
   fit = (functools.partial(importance.kmm_weights, steps=cfg.kmm_steps) if estimator == 'kmm'
