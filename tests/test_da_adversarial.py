@@ -164,6 +164,7 @@ def test_discriminator_lr_multiplier_scales_only_its_own_params():
   config = base_config()
   config.optimizer.learning_rate = 1e-3
   config.transfer.dann.lr_multiplier = 10.0
+  config.transfer.mdd.lr_multiplier = 1.0
   updates, _ = one_update(config)
   # Adam's first step is lr·sign(g): the head moves by lr, the DANN discriminator by 10 lr,
   # MDD's head (multiplier 1) by lr.

@@ -113,11 +113,12 @@ def transfer_section() -> mlc.ConfigDict:
 
 # Adversarial methods train their own params (discriminator / adversarial head, under
 # `objectives/<name>/`) at learning_rate x lr_multiplier, with `optimizer` ('' = the model's
-# optimizer.name; else adamw | sgd | adafactor, same hyper-parameters). The reference code
-# (Ganin's DANN, thuml's CDAN) gives the discriminator lr_mult 10 relative to a pretrained
-# backbone trained at 0.1x; here one LR drives the whole model, so the default stays 1.0.
+# optimizer.name; else adamw | sgd | adafactor, same hyper-parameters). 10 as in the reference
+# code (DANN's and CDAN's discriminators train at lr_mult 10); measured on the tiny test (DANN,
+# 30 steps): at 1 the discriminator collapses (domain loss 3.0 at the end), at 10 it holds on
+# (0.98; chance 0.69).
 def _adversary(**keys) -> dict:
-  return dict(keys, lr_multiplier=1.0, optimizer='')
+  return dict(keys, lr_multiplier=10.0, optimizer='')
 
 
 def method_sections() -> dict[str, mlc.ConfigDict]:

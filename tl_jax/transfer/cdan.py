@@ -32,7 +32,7 @@ def default_config() -> mlc.ConfigDict:
       hidden=(256, 256),  # discriminator hidden widths
       entropy=True,  # CDAN+E: entropy conditioning
       random_dim=0,  # > 0: randomized multilinear map of this width (for large d x C)
-      lr_multiplier=1.0,  # the discriminator's LR factor (see dann.default_config)
+      lr_multiplier=10.0,  # the discriminator's LR factor (see dann.default_config)
       optimizer='',  # the discriminator's optimizer; '' = optimizer.name
   ))
 

@@ -31,7 +31,7 @@ def default_config() -> mlc.ConfigDict:
       coeff=0.1,  # final gradient-reversal coefficient
       gamma=10.0,  # warm-up speed of the coefficient
       hidden=(256,),  # auxiliary head hidden widths
-      lr_multiplier=1.0,  # the auxiliary head's LR factor (see dann.default_config)
+      lr_multiplier=10.0,  # the auxiliary head's LR factor (see dann.default_config)
       optimizer='',  # the auxiliary head's optimizer; '' = optimizer.name
   ))
 
