@@ -192,7 +192,7 @@ def test_kmm_matches_an_independent_qp(seed):
   beta = np.asarray(fit.beta, np.float64)
   assert beta.min() >= 0 and beta.max() <= bound * (1 + 1e-6)
   assert n * (1 - eps) * (1 - 1e-6) <= beta.sum() <= n * (1 + eps) * (1 + 1e-6)
-  assert float(fit.residual) <= 1e-7  # converged within the 2000 steps allowed here
+  assert float(fit.residual) <= 1e-6  # converged (float32 floor ≈ 2e-7) within 2000 steps
   assert (q(beta) - q(ref)) / abs(q(ref)) < 1e-6
   np.testing.assert_allclose(beta, ref, atol=1e-3 * max(ref.max(), 1.0))
 
