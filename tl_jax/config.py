@@ -134,8 +134,8 @@ def method_sections() -> dict[str, mlc.ConfigDict]:
       coral=dict(weight=1.0, normalize='d2'),
       mmd=dict(weight=1.0, estimator='unbiased', kernel_num=5, kernel_mul=2.0),
       importance=dict(weight=1.0, hidden=(), max_weight=10.0, estimator='classifier',
-                      sigma=0.0, kmm_steps=300, kmm_bound=1000.0, kliep_steps=300,
-                      kliep_lr=1e-3, kliep_centres=64),
+                      sigma=0.0, kmm_steps=300, kmm_tol=1e-6, kmm_bound=1000.0,
+                      kliep_steps=300, kliep_tol=1e-5, kliep_centres=64),
       bss=dict(eta=1e-3, k=1, domain='target'),
       distill=dict(domain='target', distance_weight=1.0, angle_weight=2.0, rkd_weight=1.0,
                    hidden_weight=1.0, attention_weight=1.0, layers=(), attention_layers=()),
@@ -262,6 +262,8 @@ def call_get_config(module: types.ModuleType, arg: str = '') -> mlc.ConfigDict:
   try:
     config = module.get_config(arg) if arg else module.get_config()
   except Exception as e:
+    if type(e).__module__.startswith('tl_jax.'):  # ours: already one line naming the fix
+      raise
     raise _user_error(path, e, f'calling get_config({arg!r})' if arg else 'calling get_config()'
                       ) from e
   if not isinstance(config, mlc.ConfigDict):
