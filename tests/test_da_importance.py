@@ -129,18 +129,20 @@ def draw(seed, n_s, n_t):
 def test_kliep_reaches_the_kkt_point_and_scipy_optimum(seed):
   scipy_optimize = pytest.importorskip('scipy.optimize')
   x_s, x_t, sigma = draw(seed, 40, 30)
-  nc = 12
-  fit = jax.jit(importance.kliep_fit, static_argnames=('num_centres', 'steps', 'tol'))(
-      jnp.asarray(x_s), jnp.asarray(x_t), sigma=sigma, num_centres=nc, steps=100, tol=1e-7)
+  nc, ridge = 12, 1e-3
+  fit = jax.jit(importance.kliep_fit, static_argnames=('num_centres', 'ridge', 'steps', 'tol'))(
+      jnp.asarray(x_s), jnp.asarray(x_t), sigma=sigma, num_centres=nc, ridge=ridge, steps=100,
+      tol=1e-7)
   alpha = np.asarray(fit.alpha, np.float64)
   a, b = gram64(x_t, x_t[:nc], sigma), gram64(x_s, x_t[:nc], sigma).mean(0)
-  f = lambda al: np.mean(np.log(a @ al))
-  grad = lambda al: a.T @ (1.0 / (a @ al)) / len(a)
-  # KKT of max f s.t. α ≥ 0, bᵀα = 1: ∂f/∂α_l = λ b_l on the support, ≤ λ b_l off it; here
-  # λ = Σ_l α_l ∂f/∂α_l = 1 exactly.
+  # The regularised objective kliep_fit maximises: F = mean log w(t) − ridge/2·Σ(b_l α_l)².
+  f = lambda al: np.mean(np.log(a @ al)) - 0.5 * ridge * np.sum((b * al) ** 2)
+  grad = lambda al: a.T @ (1.0 / (a @ al)) / len(a) - ridge * b * b * al
+  # KKT of max F s.t. α ≥ 0, bᵀα = 1: ∂F/∂α_l = λ b_l on the support, ≤ λ b_l off it; here
+  # λ = Σ_l α_l ∂F/∂α_l = 1 − ridge·Σ(b_l α_l)².
   assert alpha.min() >= 0.0
   np.testing.assert_allclose(b @ alpha, 1.0, rtol=1e-5)
-  ratio = grad(alpha) / b
+  ratio = grad(alpha) / b / (1.0 - ridge * np.sum((b * alpha) ** 2))
   support = alpha > 1e-4 * alpha.max()
   np.testing.assert_allclose(ratio[support], 1.0, atol=1e-4)
   assert ratio[~support].max(initial=0.0) <= 1.0 + 1e-4, ratio
@@ -176,10 +178,12 @@ def test_kmm_matches_an_independent_qp(seed):
   scipy_optimize = pytest.importorskip('scipy.optimize')
   x_s, x_t, sigma = draw(seed, 16, 20)
   bound, eps = [1000.0, 3.0, 2.0][seed % 3], [0.5, 0.1, 0.3][seed % 3]
-  fit = jax.jit(importance.kmm_fit, static_argnames=('bound', 'eps', 'steps', 'tol'))(
-      jnp.asarray(x_s), jnp.asarray(x_t), sigma=sigma, bound=bound, eps=eps, steps=2000, tol=1e-7)
+  ridge = 1e-3
+  fit = jax.jit(importance.kmm_fit, static_argnames=('bound', 'eps', 'ridge', 'steps', 'tol'))(
+      jnp.asarray(x_s), jnp.asarray(x_t), sigma=sigma, bound=bound, eps=eps, ridge=ridge,
+      steps=2000, tol=1e-7)
   n, m = len(x_s), len(x_t)
-  k = gram64(x_s, x_s, sigma) + 1e-6 * np.eye(n)
+  k = gram64(x_s, x_s, sigma) + ridge * np.eye(n)  # the ridge kmm_fit adds (mean diag K = 1)
   kappa = n / m * gram64(x_s, x_t, sigma).sum(1)
   q = lambda beta: 0.5 * beta @ k @ beta - kappa @ beta
   ref = scipy_optimize.minimize(
@@ -296,17 +300,22 @@ def test_in_step_weights_recover_the_ratio_on_any_device_count(estimator, global
   loss, metrics, w = in_step(config, x_s, x_t, 8, mask_s, mask_t)
   np.testing.assert_allclose(loss, one[0], rtol=1e-5, atol=1e-5)
   for k in one[1]:
+    if k.endswith('_iterations'):  # a tolerance-stopped loop: rounding may stop it elsewhere,
+      continue                     # so both must converge (below) and agree in the weights
     np.testing.assert_allclose(metrics[k], one[1][k], rtol=1e-5, atol=1e-5, err_msg=k)
-  # XLA compiles the gathered (8) and the local (1) program with different fusions, so a Gram
-  # entry can differ by 1 ulp; KMM's 300 projected-gradient steps amplify that to ~4e-5.
-  tol = 1e-4 if estimator == 'kmm' else 1e-5
-  np.testing.assert_allclose(w, one[2], rtol=tol, atol=tol)
+  # The ridges make both problems strongly convex and the kernels are computed so that both
+  # programs round them alike (importance.gaussian_gram): measured ≤ 3e-6 apart.
+  np.testing.assert_allclose(w, one[2], rtol=1e-5, atol=1e-5)
 
   assert np.all(w[pad_s] == 0)
   assert corr(w[mask_s], true[mask_s]) > 0.8, corr(w[mask_s], true[mask_s])
   assert 'importance/domain_loss' not in metrics  # no classifier with these estimators
   residual = metrics['importance/kmm_residual' if estimator == 'kmm' else 'importance/kliep_gap']
   assert np.isfinite(residual) and residual >= 0  # logged, so a run shows how far from optimal
+  tol = config.transfer.importance['kmm_tol' if estimator == 'kmm' else 'kliep_tol']
+  for run in (metrics, one[1]):  # both device counts converged to the optimum
+    key = 'importance/kmm_residual' if estimator == 'kmm' else 'importance/kliep_gap'
+    assert run[key] <= tol, (key, run[key], tol)
   assert 0.2 < metrics['importance/effective_sample_fraction'] < 1.0
   cfg = config.transfer.importance
   fit = (functools.partial(importance.kmm_weights, steps=cfg.kmm_steps) if estimator == 'kmm'
@@ -319,7 +328,11 @@ def test_in_step_weights_recover_the_ratio_on_any_device_count(estimator, global
   np.testing.assert_allclose(w, direct / direct[mask_s].mean(), rtol=1e-3, atol=1e-4)
   # ... and on the real rows alone: padding changes nothing.
   alone = np.asarray(fit(x_s[mask_s], x_t[mask_t]))
-  np.testing.assert_allclose(direct[mask_s], alone, rtol=1e-3, atol=1e-4)
+  # A program of another shape rounds the Gram matrix differently by an ulp; KMM's ridged QP
+  # (condition ~1/kmm_ridge = 100) turns that into up to 2.2e-3 in β (measured), KLIEP's into
+  # far less. Both are converged optima of the same problem (gaps asserted above).
+  np.testing.assert_allclose(direct[mask_s], alone, rtol=1e-3,
+                             atol=5e-3 if estimator == 'kmm' else 1e-4)
 
 
 # -------------------------------------------------------------------------------------------

@@ -102,3 +102,20 @@ def test_help_lists_every_flag_and_command(tmp_path):
   sweep = subprocess.run([sys.executable, '-m', 'tl_jax.main', 'sweep', '--help'],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
   assert sweep.returncode == 0 and 'usage: tl-jax sweep' in sweep.stdout, sweep.stderr
+
+
+def test_the_wheel_ships_the_configs_and_the_cli(tmp_path):
+  """What a non-editable `pip install .` gets (built offline with the venv's setuptools)."""
+  import zipfile  # pylint: disable=g-import-not-at-top
+  source = tmp_path / 'src'
+  subprocess.run(['git', 'clone', '-q', str(REPO), str(source)], check=True, timeout=120)
+  done = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
+                         '--no-build-isolation', '-w', str(tmp_path / 'dist'), str(source)],
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  wheel, = (tmp_path / 'dist').glob('tl_jax-*.whl')
+  names = set(zipfile.ZipFile(wheel).namelist())
+  for config in (REPO / 'configs').rglob('*.py'):
+    assert f'tl_jax/configs/{config.relative_to(REPO / "configs").as_posix()}' in names
+  entry_points = next(n for n in names if n.endswith('entry_points.txt'))
+  assert 'tl-jax = tl_jax.main:run' in zipfile.ZipFile(wheel).read(entry_points).decode()

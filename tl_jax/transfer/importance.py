@@ -3,12 +3,14 @@
 Three estimators of the density ratio on features:
   - a domain classifier: w(x) = P(T|x)/P(S|x) · n_S/n_T (the odds of a probabilistic classifier
     trained to tell target (1) from source (0)); this one also runs inside training, below;
-  - KMM (Huang et al. 2007): min_β ½βᵀKβ − κᵀβ, 0 ≤ β ≤ B, |Σβ − n_S| ≤ n_S·ε, κ_i = n_S/n_T ·
-    Σ_j k(s_i, t_j), solved to a certified gap (kmm_fit: exact projection + Newton on the face);
+  - KMM (Huang et al. 2007): min_β ½βᵀ(K + ρI)β − κᵀβ (ρ: a small ridge, kmm_ridge), 0 ≤ β ≤ B,
+    |Σβ − n_S| ≤ n_S·ε, κ_i = n_S/n_T · Σ_j k(s_i, t_j), solved to a certified gap
+    (kmm_fit: exact projection + Newton on the face);
   - KLIEP (Sugiyama et al. 2008): w(x) = Σ_l α_l k(x, c_l) over target centres c, maximising
     Σ_j log w(t_j) s.t. mean_i w(s_i) = 1, α ≥ 0, solved to a certified gap (kliep_fit: exact
     weighted-simplex projection + Newton on the face), not by the paper's ascent-and-rescale
-    iteration, which is no projection and stalls 10-45 % (in w) short of the optimum.
+    iteration, which is no projection and stalls 10-45 % (in w) short of the optimum; a small
+    −ρ/2·‖b∘α‖² (kliep_ridge) makes the maximiser unique.
 
 The objective 'importance_weighting' is the supervised term with the source cross-entropy
 weighted by w (self-normalised over the source rows, clipped, no gradient):
@@ -31,7 +33,6 @@ import jax.numpy as jnp
 import ml_collections as mlc
 
 from tl_jax.transfer import dann as dann_lib
-from tl_jax.transfer import mmd as mmd_lib
 from tl_jax.transfer import objectives
 
 
@@ -45,9 +46,11 @@ def default_config() -> mlc.ConfigDict:
       kmm_steps=300,  # KMM solver: at most this many iterations per train step ...
       kmm_tol=1e-6,  # ... or until the certified relative objective gap is below this
       kmm_bound=1000.0,  # KMM's upper bound B on each weight
+      kmm_ridge=1e-2,  # KMM: K + this·mean diag(K)·I, so the QP has one optimum (kmm_fit)
       kliep_steps=300,  # KLIEP solver: at most this many iterations per train step ...
       kliep_tol=1e-5,  # ... or until the certified gap f* - f (nats) is below this
       kliep_centres=64,  # kernel centres: the first min(this, global target batch) target rows
+      kliep_ridge=1e-3,  # KLIEP: − this/2·Σ(b_l α_l)², so the maximiser is unique (kliep_fit)
   ))
 
 
@@ -76,9 +79,19 @@ def ratio_from_logits(logits: jax.Array, n_source: int | float = 1, n_target: in
   return jnp.exp(logits.astype(jnp.float32)) * (n_source / n_target)
 
 
+def sq_distances(x: jax.Array, y: jax.Array) -> jax.Array:
+  """||x_i − y_j||² from the differences, not mmd's ‖x‖² + ‖y‖² − 2x·y: that form's matmul is
+  rounded differently (FMA, order) by differently fused programs, and the ridged solvers below
+  amplify an ulp in the kernel ~1e5-fold (cond ≈ 1/ridge): the 1- and 8-device weights must
+  agree. Differences are also exact for equal rows (no cancellation). (n, m, d) memory."""
+  x, y = x.astype(jnp.float32), y.astype(jnp.float32)
+  return jnp.sum(jnp.square(x[:, None, :] - y[None, :, :]), -1)
+
+
 def gaussian_gram(x: jax.Array, y: jax.Array, sigma: float | jax.Array) -> jax.Array:
-  return jnp.exp(-mmd_lib.sq_distances(x.astype(jnp.float32), y.astype(jnp.float32))
-                 / (2.0 * sigma ** 2))
+  # × a scalar reciprocal, not ÷: XLA turns a division by a broadcast scalar into a multiply by
+  # its reciprocal in some fusions only, an ulp apart from the true quotient.
+  return jnp.exp(-sq_distances(x, y) * (0.5 / jnp.square(sigma)))
 
 
 def _rows(x: jax.Array, w: jax.Array | None) -> jax.Array:
@@ -91,7 +104,7 @@ def median_sigma(x: jax.Array, y: jax.Array, w_x: jax.Array | None = None,
   """The median heuristic bandwidth over all pairs of the pooled real rows (w = 0: padding)."""
   z = jnp.concatenate([x, y]).astype(jnp.float32)
   real = jnp.concatenate([_rows(x, w_x), _rows(y, w_y)]) > 0
-  d = jnp.where(real[:, None] & real[None, :], mmd_lib.sq_distances(z, z), jnp.nan)
+  d = jnp.where(real[:, None] & real[None, :], sq_distances(z, z), jnp.nan)
   return jnp.sqrt(0.5 * jnp.nanmedian(d) + 1e-12)
 
 
@@ -142,11 +155,18 @@ class KmmFit(NamedTuple):
 
 
 def kmm_fit(x_s: jax.Array, x_t: jax.Array, *, sigma: float | jax.Array | None = None,
-            bound: float = 1000.0, eps: float | None = None, steps: int = 300,
-            tol: float = 1e-6, w_s: jax.Array | None = None, w_t: jax.Array | None = None,
+            bound: float = 1000.0, eps: float | None = None, ridge: float = 1e-2,
+            steps: int = 300, tol: float = 1e-6, w_s: jax.Array | None = None,
+            w_t: jax.Array | None = None,
             ) -> KmmFit:
-  """KMM's QP min_β q(β) = ½βᵀKβ − κᵀβ over 0 ≤ β ≤ B, |Σβ − n_S| ≤ n_S·ε (K with a 1e-6
-  ridge), solved to `tol` in the certified relative gap or `steps` iterations, whichever first.
+  """KMM's QP min_β q(β) = ½βᵀ(K + ρ·mean diag(K)·I)β − κᵀβ over 0 ≤ β ≤ B, |Σβ − n_S| ≤
+  n_S·ε, ρ = `ridge` (transfer.importance.kmm_ridge). Why the ridge: a Gaussian Gram on a batch
+  is numerically rank-deficient (128 1-D rows: most eigenvalues below float32's ulp), so without
+  it the optimum is a flat, non-unique valley the solver does not reach in 300 steps, and an ulp
+  of difference in K (1 vs 8 devices) picks another point of it. With a ridge the QP is strongly
+  convex and the active-set Newton finishes in ~6 iterations (residual 5e-7); the default 1e-2
+  because at 1e-3 (condition ~1e5) an ulp of σ still moved β by 1.5e-2, at 1e-1 by 1.5e-4. Solved to `tol` in
+  the certified relative gap or `steps` iterations, whichever first.
   Each iteration: one projected-gradient step (step 1/λ_max(K), exact projection, so q never
   rises and the iterates converge to the optimum) then a Newton step on the face it lands on
   (free rows, plus Σβ = lo/hi when that bound is hit), cut at the face's edge and kept only if
@@ -159,7 +179,8 @@ def kmm_fit(x_s: jax.Array, x_t: jax.Array, *, sigma: float | jax.Array | None =
   n_s, n_t = jnp.sum(m_s), jnp.sum(m_t)
   sigma = median_sigma(x_s, x_t, m_s, m_t) if sigma is None else sigma
   eps = (jnp.sqrt(n_s) - 1) / jnp.sqrt(n_s) if eps is None else eps
-  k = gaussian_gram(x_s, x_s, sigma) * m_s[:, None] * m_s[None, :] + 1e-6 * jnp.eye(x_s.shape[0])
+  k = gaussian_gram(x_s, x_s, sigma) * m_s[:, None] * m_s[None, :]
+  k = k + ridge * (jnp.sum(jnp.diagonal(k)) / n_s) * jnp.eye(x_s.shape[0])
   kappa = (n_s / n_t) * (gaussian_gram(x_s, x_t, sigma) @ m_t) * m_s
   lr = 1.0 / jnp.linalg.eigvalsh(k)[-1]
   lo, hi = n_s * (1 - eps), n_s * (1 + eps)
@@ -221,7 +242,7 @@ class KliepFit(NamedTuple):
   alpha: jax.Array  # (centres,), 0 on padding centres
   centres: jax.Array
   sigma: jax.Array
-  gap: jax.Array  # certified: f* − f(α) ≤ gap (f = mean log w over the target rows)
+  gap: jax.Array  # certified: F* − F(α) ≤ gap (F = mean log w over the target rows − ridge)
   iterations: jax.Array
 
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -229,10 +250,16 @@ class KliepFit(NamedTuple):
 
 
 def kliep_fit(x_s: jax.Array, x_t: jax.Array, *, sigma: float | jax.Array | None = None,
-              num_centres: int = 100, steps: int = 100, tol: float = 1e-6,
-              w_s: jax.Array | None = None, w_t: jax.Array | None = None) -> KliepFit:
-  """KLIEP, solved: max_α f(α) = mean_j log (Aα)_j over {α ≥ 0, bᵀα = 1}, A_jl = k(t_j, c_l),
-  b_l = mean_i k(s_i, c_l), centres c = the first `num_centres` target rows.
+              num_centres: int = 100, ridge: float = 1e-3, steps: int = 100,
+              tol: float = 1e-6, w_s: jax.Array | None = None, w_t: jax.Array | None = None,
+              ) -> KliepFit:
+  """KLIEP, solved: max_α F(α) = mean_j log (Aα)_j − ρ/2·Σ_l (b_l α_l)² over {α ≥ 0, bᵀα = 1},
+  A_jl = k(t_j, c_l), b_l = mean_i k(s_i, c_l), centres c = the first `num_centres` target rows,
+  ρ = `ridge` (transfer.importance.kliep_ridge). Why ρ: with as many centres as rows the kernel
+  columns are near-collinear, the log-likelihood is flat along them and its maximiser not unique,
+  so the solver wandered (300 steps, gap 2e-2) and 1 vs 8 devices ended 0.1 apart in w. The
+  penalty, in the scale-free u_l = b_l α_l (a point of the simplex: ≤ ρ/2 nats), makes F strongly
+  concave; at ρ = 1e-3 it converges in ~80-120 iterations on that problem.
 
   The paper's ascent-then-rescale iteration is not a projection onto that set and stalls short
   of the optimum, so: each iteration takes a projected-gradient step (backtracking line search,
@@ -241,17 +268,18 @@ def kliep_fit(x_s: jax.Array, x_t: jax.Array, *, sigma: float | jax.Array | None
   cut at the face's edge and line-searched, because plain gradient steps crawl along the
   near-collinear kernel columns (thousands of steps for 1e-5 on 1-D data). Frank-Wolfe and
   exponentiated gradient were rejected for the same reason: sublinear, and the optimum is
-  sparse. Stops at `steps` iterations or when the certified gap ≤ `tol`: at any feasible α,
-  Σ_l α_l ∂f/∂α_l = 1, so f* − f(α) ≤ log max_l (∂f/∂α_l / b_l), 0 exactly at the KKT point
-  (∂f/∂α_l = λ b_l on the support, ≤ λ b_l off it, λ = 1).
+  sparse. Stops at `steps` iterations or when the certified gap ≤ `tol`: the Frank-Wolfe gap
+  F* − F(α) ≤ max_l ∇F_l/b_l − ∇Fᵀα (F concave; the vertices of the set are e_l/b_l), 0 exactly
+  at the KKT point (∇F_l = λ b_l on the support, ≤ λ b_l off it).
   w_s / w_t: 1 for a real row, 0 for padding (padding rows and centres take no part)."""
   m_s, m_t = _rows(x_s, w_s), _rows(x_t, w_t)
   sigma = median_sigma(x_s, x_t, m_s, m_t) if sigma is None else jnp.float32(sigma)
   centres, real = x_t[:num_centres], m_t[:num_centres] > 0
   a = gaussian_gram(x_t, centres, sigma)  # (n_t, centres)
-  b = (m_s @ gaussian_gram(x_s, centres, sigma)) / jnp.sum(m_s)  # mean over the source
+  # Arrays are scaled by reciprocals, not divided by scalars (see gaussian_gram).
+  b = (m_s @ gaussian_gram(x_s, centres, sigma)) * (1.0 / jnp.sum(m_s))  # mean over the source
   b = jnp.where(real, jnp.maximum(b, 1e-30), 0.0)
-  target, n_t = m_t > 0, jnp.sum(m_t)
+  target, inv_nt = m_t > 0, 1.0 / jnp.sum(m_t)
   project = lambda y: project_weighted_simplex(y, b, real)
 
   def rise(alpha, new):
@@ -261,22 +289,25 @@ def kliep_fit(x_s: jax.Array, x_t: jax.Array, *, sigma: float | jax.Array | None
     z = jnp.where(target, a @ alpha, 1.0)
     r = jnp.where(target, (a @ (new - alpha)) / z, 0.0)
     inside = jnp.all(r > -1.0)
-    up = jnp.sum(jnp.log1p(jnp.where(r > -1.0, r, 0.0))) / n_t - jnp.log1p(
+    up = jnp.sum(jnp.log1p(jnp.where(r > -1.0, r, 0.0))) * inv_nt - jnp.log1p(
         b @ (new - alpha) / (b @ alpha))
+    u, v = new * (1.0 / (b @ new)), alpha * (1.0 / (b @ alpha))
+    up = up - 0.5 * ridge * jnp.sum(b * b * (u - v) * (u + v))
     return jnp.where(inside, up, -jnp.inf)
 
   def grad(alpha):
-    return a.T @ (m_t / jnp.where(target, a @ alpha, 1.0)) / n_t
+    return a.T @ (m_t / jnp.where(target, a @ alpha, 1.0)) * inv_nt - ridge * b * b * alpha
 
-  def gap(g):
-    return jnp.maximum(jnp.log(jnp.max(jnp.where(real, g / jnp.where(real, b, 1.0), 0.0))), 0.0)
+  def gap(alpha, g):  # Frank-Wolfe: max over the vertices e_l / b_l of gᵀ(z − α) ≥ F* − F(α)
+    top = jnp.max(jnp.where(real, g / jnp.where(real, b, 1.0), -jnp.inf))
+    return jnp.maximum(top * (b @ alpha) - g @ alpha, 0.0)
 
   def body(state):
     it, alpha, g, t, _ = state
     # Projected gradient, backtracking until the step's quadratic model lower-bounds f.
     def short(c):
       t, z, up = c
-      return (up < g @ (z - alpha) - jnp.sum((z - alpha) ** 2) / (2 * t)) & (t > 1e-20)
+      return (up < g @ (z - alpha) - jnp.sum((z - alpha) ** 2) * (0.5 / t)) & (t > 1e-20)
     def halve(c):
       z = project(alpha + 0.5 * c[0] * g)
       return 0.5 * c[0], z, rise(alpha, z)
@@ -286,7 +317,7 @@ def kliep_fit(x_s: jax.Array, x_t: jax.Array, *, sigma: float | jax.Array | None
     # Newton on z's face, then along the projection arc project(z + s·d), s = 1, ½, … (Armijo).
     gz = grad(z)
     w = m_t / jnp.where(target, a @ z, 1.0) ** 2
-    d = _face_newton((a.T * w) @ a / n_t, gz, z > 0, b, True, 1e-6)
+    d = _face_newton((a.T * w) @ a * inv_nt + jnp.diag(ridge * b * b), gz, z > 0, b, True, 1e-6)
     def weak(c):
       s, cand, up = c
       return (up < 1e-4 * gz @ (cand - z)) & (s > 1e-6)
@@ -297,14 +328,14 @@ def kliep_fit(x_s: jax.Array, x_t: jax.Array, *, sigma: float | jax.Array | None
     _, cand, up = jax.lax.while_loop(weak, shorter, (jnp.float32(1.0), cand, rise(z, cand)))
     alpha = jnp.where(up > 0, cand, z)
     g = grad(alpha)
-    return it + 1, alpha, g, jnp.minimum(4.0 * t, 1e12), gap(g)
+    return it + 1, alpha, g, jnp.minimum(4.0 * t, 1e12), gap(alpha, g)
 
   alpha = project(jnp.where(real, 1.0, 0.0))
   g = grad(alpha)
-  init = (jnp.int32(0), alpha, g, jnp.float32(1.0), gap(g))
+  init = (jnp.int32(0), alpha, g, jnp.float32(1.0), gap(alpha, g))
   it, alpha, _, _, final_gap = jax.lax.while_loop(
       lambda s: (s[0] < steps) & (s[-1] > tol), body, init)
-  alpha = alpha / (b @ alpha)  # bᵀα = 1 to rounding (the projection's λ is float32 too)
+  alpha = alpha * (1.0 / (b @ alpha))  # bᵀα = 1 to rounding (the projection's λ is float32 too)
   return KliepFit(alpha, centres, jnp.asarray(sigma, jnp.float32), final_gap, it)
 
 
@@ -338,14 +369,16 @@ def batch_ratio(ctx: objectives.Context, f_s: jax.Array, f_t: jax.Array, w_s: ja
   gw_s, gw_t = _gather(w_s, ctx.axis_name), _gather(w_t, ctx.axis_name)
   sigma = float(cfg.sigma) if cfg.sigma else None
   if cfg.estimator == 'kmm':
-    fit = kmm_fit(g_s, g_t, sigma=sigma, bound=float(cfg.kmm_bound), steps=int(cfg.kmm_steps),
+    fit = kmm_fit(g_s, g_t, sigma=sigma, bound=float(cfg.kmm_bound),
+                  ridge=float(cfg.kmm_ridge), steps=int(cfg.kmm_steps),
                   tol=float(cfg.get('kmm_tol', 1e-6)), w_s=gw_s, w_t=gw_t)
     ratio = fit.beta
     metrics = {'importance/kmm_residual': fit.residual,
                'importance/kmm_iterations': fit.iterations.astype(jnp.float32)}
   else:
     fit = kliep_fit(g_s, g_t, sigma=sigma, num_centres=int(cfg.kliep_centres),
-                    steps=int(cfg.kliep_steps), tol=float(cfg.get('kliep_tol', 1e-5)),
+                    ridge=float(cfg.kliep_ridge), steps=int(cfg.kliep_steps),
+                    tol=float(cfg.get('kliep_tol', 1e-5)),
                     w_s=gw_s, w_t=gw_t)
     ratio = fit(g_s) * gw_s.astype(jnp.float32)
     metrics = {'importance/kliep_gap': fit.gap,
