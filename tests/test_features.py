@@ -83,8 +83,9 @@ def test_disk_cache_is_reused_and_never_stale(tiny, prepared_data_dir, tmp_path)
   # Each of these changes the numbers, so each gets its own key (a fresh computation).
   _, params, _ = tiny
   moved = jax.tree.map(lambda a: a, params)
-  moved['encoder']['layer']['0']['output']['dense']['bias'] = (
-      moved['encoder']['layer']['0']['output']['dense']['bias'] + 1e-3)
+  bias = moved['encoder']['layer']['0']['output']['dense']['bias']
+  # Not a uniform shift: the LayerNorm right after this bias would cancel that exactly.
+  moved['encoder']['layer']['0']['output']['dense']['bias'] = bias + 1e-2 * jnp.arange(bias.size)
   variants = [dict(config=_config(prepared_data_dir, max_length=12)),
               dict(layer=1), dict(params=moved), dict(split='validation'), dict(limit=30)]
   keys = {first.key}

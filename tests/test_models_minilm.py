@@ -4,7 +4,9 @@ Done-when item: load_pretrained('minilm') offline gives the sentence-transformer
 (masked mean pooling of the last hidden state), within 1e-5 of PyTorch.
 HF FlaxBertModel is loaded with HF's own PyTorch->Flax conversion (from_pt), independent of ours.
 Per-token states reach |x| ~ 6, where PyTorch's sdpa and eager attention already differ by
-1.8e-5 from each other: against PyTorch the per-token tolerance is 3e-5, against Flax 1e-5.
+1.8e-5 from each other, and HF Flax itself is 3.1e-5 from PyTorch's sdpa (measured 2026-12-01:
+our states equal HF Flax's bitwise there): against PyTorch the per-token tolerance is 4e-5, the
+peers' own spread, against Flax 1e-5.
 """
 
 import dataclasses
@@ -58,7 +60,10 @@ def test_last_hidden_state_matches_hf_flax_and_pytorch(minilm, torch_reference):
   ours = np.asarray(minilm[3].last_hidden_state)
   # Padded positions included: HF computes them the same way.
   np.testing.assert_allclose(ours, torch_reference['flax_last'], atol=1e-5, rtol=0)
-  np.testing.assert_allclose(ours, torch_reference['last'], atol=3e-5, rtol=0)
+  np.testing.assert_allclose(ours, torch_reference['last'], atol=4e-5, rtol=0)
+  # ... no further from PyTorch than HF Flax is.
+  peer = np.abs(torch_reference['flax_last'] - torch_reference['last']).max()
+  assert np.abs(ours - torch_reference['last']).max() <= peer + 1e-6
 
 
 def test_mean_pooled_embedding_matches_sentence_transformers(minilm, torch_reference):
