@@ -6,8 +6,8 @@ across the switch). Title and body are tokenised as a pair, 128 tokens.
 
 Run:   tl-jax train --workdir=runs/default          (this config is the default; `make demo`)
        tl-jax train --config.model.init=random --workdir=runs/default-random   (the baseline)
-Measured (2 cores, `make demo`): target test accuracy 0.9729 (validation 0.9596) in 99 s;
-the same schedule from a random init 0.2308 (validation 0.2287).
+Measured (2 cores, `make demo`, bbc_news 1.1.0): target test accuracy 0.9626 (validation 0.9575);
+the same schedule from a random init 0.2944 (validation 0.3396).
 """
 
 from tl_jax.config import base_config
