@@ -355,8 +355,8 @@ def validate(config: mlc.ConfigDict) -> None:
     values = tuple(d[key]) if isinstance(d[key], (tuple, list)) else (d[key],)
     _check(bool(values) and all(_finite(v) for v in values), f'data.{key}', d[key],
            'one finite number or one per channel')
-  _check(all(_finite(v) and v > 0 for v in tuple(d.image_std) or (1,)), 'data.image_std',
-         d.image_std, '> 0 (images are divided by it)')
+    if key == 'image_std':  # images are divided by it
+      _check(all(v > 0 for v in values), 'data.image_std', d.image_std, '> 0')
   for domain in ('target', 'source'):
     _check_range(config, f'data.{domain}.few_shot', 0, integer=True)
   # Optimizer.

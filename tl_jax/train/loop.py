@@ -129,10 +129,10 @@ def check_fits(config: mlc.ConfigDict, pieces: experiment.Pieces, core: step_lib
   devices = core.launcher.num_devices
   on_cpu = jax.local_devices()[0].platform == 'cpu'
   domains = 2 if config.data.source.name else 1
+  num_params = sum(x.size for x in jax.tree.leaves(pieces.params))
   memory.check_fits(
-      pieces.module.config, kind=pieces.module.kind,
-      params=sum(x.size for x in jax.tree.leaves(pieces.params)),
-      trainable=sum(x.size for x in jax.tree.leaves(pieces.params)),  # the widest stage
+      pieces.module.config, kind=pieces.module.kind, params=num_params,
+      trainable=num_params,  # the widest stage: every parameter may train
       max_length=config.data.max_length, image_size=_image_size(config, pieces.module),
       train_rows=domains * max(1, config.data.batch_size // devices // core.micro_steps),
       eval_rows=max(1, config.data.eval_batch_size // devices),
