@@ -1,5 +1,5 @@
 """BSS: full fine-tuning plus η·Σ σ_min² of the batch's pooled features (Chen et al. 2019;
-tl_jax/transfer/bss.py).
+tl_jax/methods/bss.py).
 
 Run:   tl-jax train --config=configs/bss_bbc.py --workdir=runs/bss_bbc
 Measured by python experiments/finetune_table.py (3 seeds, 30 steps, test split):
@@ -7,8 +7,8 @@ Measured by python experiments/finetune_table.py (3 seeds, 30 steps, test split)
 """
 
 from tl_jax.config import base_config
-from tl_jax.recipes import few_shot_bbc
-from tl_jax.transfer import bss
+from tl_jax.configs.common import few_shot_bbc
+from tl_jax.methods import bss
 
 
 def get_config(arg=None):

@@ -1,15 +1,14 @@
 """CDAN+E: a domain discriminator on features x softmax predictions behind gradient reversal,
-entropy-conditioned (tl_jax/transfer/cdan.py).
+entropy-conditioned (tl_jax/methods/cdan.py).
 
 Run:   python experiments/da_table.py --methods=cdan   (writes the ViT dir, 3 seeds)
        tl-jax train --config=configs/cdan_digits.py --workdir=runs/cdan_digits
-       (after the table script has written runs/da_table/vit_random once)
 Expected: see the DA table (experiments/da_table.py docstring) for the measured numbers.
 """
 
 from tl_jax.config import base_config
-from tl_jax.recipes import digits_uda
-from tl_jax.transfer import cdan
+from tl_jax.configs.common import digits_uda
+from tl_jax.methods import cdan
 
 
 def get_config(arg=None):

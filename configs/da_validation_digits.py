@@ -23,7 +23,7 @@ confident or collapsed predictions: they pick KMM runs that are near chance on t
 
 import ml_collections as mlc
 
-from tl_jax.transfer import uda_validation
+from tl_jax.analysis import uda_validation
 
 
 def get_config(arg=None):

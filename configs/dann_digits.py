@@ -1,15 +1,14 @@
 """DANN: source cross-entropy plus a domain discriminator behind gradient reversal
-(tl_jax/transfer/dann.py).
+(tl_jax/methods/dann.py).
 
 Run:   python experiments/da_table.py --methods=dann   (writes the ViT dir, 3 seeds)
        tl-jax train --config=configs/dann_digits.py --workdir=runs/dann_digits
-       (after the table script has written runs/da_table/vit_random once)
 Expected: see the DA table (experiments/da_table.py docstring) for the measured numbers.
 """
 
 from tl_jax.config import base_config
-from tl_jax.recipes import digits_uda
-from tl_jax.transfer import dann
+from tl_jax.configs.common import digits_uda
+from tl_jax.methods import dann
 
 
 def get_config(arg=None):

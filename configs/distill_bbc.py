@@ -1,4 +1,4 @@
-"""Distillation from the frozen pretrained MiniLM while fine-tuning (tl_jax/transfer/distill.py).
+"""Distillation from the frozen pretrained MiniLM while fine-tuning (tl_jax/methods/distill.py).
 arg 'hidden' (default): hidden-state MSE over every layer; 'rkd': relational KD (distance +
 angle relations of the pooled features); 'attention': KL between the teacher's and the
 student's attention distributions in every layer (MiniLM-style); 'both' (hidden + rkd).
@@ -12,8 +12,8 @@ Measured by python experiments/finetune_table.py (3 seeds, 30 steps, test split)
 """
 
 from tl_jax.config import base_config
-from tl_jax.recipes import few_shot_bbc
-from tl_jax.transfer import distill
+from tl_jax.configs.common import few_shot_bbc
+from tl_jax.methods import distill
 
 TERMS = {'hidden': ('hidden_distill',), 'rkd': ('rkd',), 'attention': ('attention_distill',),
          'both': ('hidden_distill', 'rkd')}

@@ -11,7 +11,7 @@ Measured (bbc_news/train features, 600 episodes, seed 0; mean accuracy ± 95% CI
 """
 
 from tl_jax.config import base_config
-from tl_jax.transfer import fewshot
+from tl_jax.analysis import episodes
 
 
 def get_config(arg=None):
@@ -22,5 +22,5 @@ def get_config(arg=None):
   config.data.target.name = 'bbc_news'
   config.data.max_length = 128
   config.data.eval_batch_size = 32
-  config.transfer.fewshot = fewshot.default_config()
+  config.transfer.fewshot = episodes.default_config()
   return config

@@ -1,5 +1,5 @@
 """Importance weighting: the source cross-entropy weighted by a density ratio p_T/p_S on the
-(stopped) pooled features (tl_jax/transfer/importance.py). The config arg picks the estimator:
+(stopped) pooled features (tl_jax/methods/importance.py). The config arg picks the estimator:
   configs/importance_digits.py          a domain classifier's odds (trained alongside)
   configs/importance_digits.py:kmm      kernel mean matching on each step's global batch
   configs/importance_digits.py:kliep    KLIEP on each step's global batch
@@ -7,7 +7,6 @@
 Run:   python experiments/da_table.py --methods=importance,importance_kmm,importance_kliep
        (writes the ViT dir, 3 seeds)
        tl-jax train --config=configs/importance_digits.py:kmm --workdir=runs/importance_kmm
-       (after the table script has written runs/da_table/vit_random once)
 Measured (digits -> digits/rotated, the DA table's random-init ViT, 400 steps, batch 64 per
 domain, seeds 0,1,2, one process per seed on 2 busy CPU cores, ~85 s a run; KMM/KLIEP at the
 defaults: 300 iterations per step, median-heuristic bandwidth, weights clipped at 10):
@@ -27,8 +26,8 @@ source classifier learns slower in 400 steps.
 """
 
 from tl_jax.config import base_config
-from tl_jax.recipes import digits_uda
-from tl_jax.transfer import importance
+from tl_jax.configs.common import digits_uda
+from tl_jax.methods import importance
 
 
 def get_config(arg=None):

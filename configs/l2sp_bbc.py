@@ -1,5 +1,5 @@
 """L2-SP: full fine-tuning with α/2·||w − w0||² toward the pretrained weights and β/2·||w_head||²
-(Li et al. 2018; tl_jax/transfer/l2sp.py). AdamW's decoupled decay toward 0 is switched off, so
+(Li et al. 2018; tl_jax/methods/l2sp.py). AdamW's decoupled decay toward 0 is switched off, so
 the only pull is toward the starting point.
 
 Run:   tl-jax train --config=configs/l2sp_bbc.py --workdir=runs/l2sp_bbc
@@ -8,7 +8,7 @@ Measured by python experiments/finetune_table.py (3 seeds, 30 steps, test split)
 """
 
 from tl_jax.config import base_config
-from tl_jax.recipes import few_shot_bbc
+from tl_jax.configs.common import few_shot_bbc
 
 
 def get_config(arg=None):

@@ -13,7 +13,7 @@ recomputing the backbone 21516 ms: ~19,700x (the load inflates the backbone side
 """
 
 from tl_jax.config import base_config
-from tl_jax.transfer import linear_probe
+from tl_jax.analysis import linear_probe
 
 
 def get_config(arg=None):

@@ -11,7 +11,7 @@ Measured by python experiments/finetune_table.py (3 seeds, 30 steps, test split)
 """
 
 from tl_jax.config import base_config
-from tl_jax.recipes import few_shot_bbc
+from tl_jax.configs.common import few_shot_bbc
 
 
 def get_config(arg=None):

@@ -16,7 +16,7 @@ Meta-learned inits adapt faster (1-3 steps) but a random init is best after 10 s
 """
 
 from tl_jax.config import base_config
-from tl_jax.transfer import maml
+from tl_jax.analysis import maml
 
 
 def get_config(arg=None):

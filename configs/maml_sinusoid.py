@@ -14,7 +14,7 @@ meta-steps of 10 tasks; every init fine-tuned at its best of lr 0.02 / 0.005 / 0
 """
 
 from tl_jax.config import base_config
-from tl_jax.transfer import maml
+from tl_jax.analysis import maml
 
 
 def get_config(arg=None):

@@ -1,15 +1,14 @@
 """MDD: margin disparity discrepancy with an adversarial auxiliary head behind gradient
-reversal (tl_jax/transfer/mdd.py).
+reversal (tl_jax/methods/mdd.py).
 
 Run:   python experiments/da_table.py --methods=mdd   (writes the ViT dir, 3 seeds)
        tl-jax train --config=configs/mdd_digits.py --workdir=runs/mdd_digits
-       (after the table script has written runs/da_table/vit_random once)
 Expected: see the DA table (experiments/da_table.py docstring) for the measured numbers.
 """
 
 from tl_jax.config import base_config
-from tl_jax.recipes import digits_uda
-from tl_jax.transfer import mdd
+from tl_jax.configs.common import digits_uda
+from tl_jax.methods import mdd
 
 
 def get_config(arg=None):

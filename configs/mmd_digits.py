@@ -1,15 +1,14 @@
 """DAN: source cross-entropy plus multi-kernel MMD² between source and target pooled features
-(tl_jax/transfer/mmd.py).
+(tl_jax/methods/mmd.py).
 
 Run:   python experiments/da_table.py --methods=mmd   (writes the ViT dir, 3 seeds)
        tl-jax train --config=configs/mmd_digits.py --workdir=runs/mmd_digits
-       (after the table script has written runs/da_table/vit_random once)
 Expected: see the DA table (experiments/da_table.py docstring) for the measured numbers.
 """
 
 from tl_jax.config import base_config
-from tl_jax.recipes import digits_uda
-from tl_jax.transfer import mmd
+from tl_jax.configs.common import digits_uda
+from tl_jax.methods import mmd
 
 
 def get_config(arg=None):

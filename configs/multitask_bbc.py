@@ -1,5 +1,5 @@
 """Multi-task: one MiniLM backbone, two heads trained in the same step with per-task loss weights
-(tl_jax/transfer/multitask.py). Task 'fewshot': BBC News with 8 labelled articles per class
+(tl_jax/methods/multitask.py). Task 'fewshot': BBC News with 8 labelled articles per class
 (the target, weight 1); task 'full': every BBC News training article (the source, weight 0.5),
 each with its own head (data.<domain>.head). The heads may have different label sets: a source
 dataset with another label count gets a head of its size.
@@ -9,7 +9,7 @@ Expected: target/accuracy and source/accuracy both rise; eval reports each head 
 """
 
 from tl_jax.config import base_config
-from tl_jax.transfer import multitask
+from tl_jax.methods import multitask
 
 
 def get_config(arg=None):

@@ -13,7 +13,7 @@ steps); the penalties show as loss/l1, loss/l2 and penalties/* in metrics.jsonl.
 """
 
 from tl_jax.config import base_config
-from tl_jax.transfer import penalties
+from tl_jax.methods import penalties
 
 
 def get_config(arg=None):

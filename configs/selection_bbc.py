@@ -13,7 +13,7 @@ LogME/H-score prefer the middle layers (the oracle gap there: 2 of 221 articles)
 """
 
 from tl_jax.config import base_config
-from tl_jax.transfer import selection
+from tl_jax.analysis import selection
 
 
 def get_config(arg=None):

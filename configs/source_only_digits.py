@@ -3,12 +3,11 @@ labelled source alone.
 
 Run:   python experiments/da_table.py --methods=source_only   (writes the ViT dir, 3 seeds)
        tl-jax train --config=configs/source_only_digits.py --workdir=runs/source_only_digits
-       (after the table script has written runs/da_table/vit_random once)
 Expected: see the DA table (experiments/da_table.py docstring) for the measured numbers.
 """
 
 from tl_jax.config import base_config
-from tl_jax.recipes import digits_uda
+from tl_jax.configs.common import digits_uda
 
 
 def get_config(arg=None):

@@ -24,7 +24,7 @@ domain gains nothing from the upright source.
 """
 
 from tl_jax.config import base_config
-from tl_jax.transfer import tradaboost
+from tl_jax.analysis import tradaboost
 
 PRETRAINED_VIT = 'runs/freezing_benchmark/pretrain/vit_digits/export'
 

@@ -41,7 +41,7 @@ from tl_jax.models.bert import BertLayer
 from tl_jax.models import layers as layers_lib
 from tl_jax.train import parallel
 from tl_jax.train.step import TrainCore
-from tl_jax.transfer import freezing
+from tl_jax.train import freezing
 
 
 def best_times(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:

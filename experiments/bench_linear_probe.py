@@ -48,8 +48,9 @@ def main(argv):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   from tl_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from tl_jax import experiment  # pylint: disable=g-import-not-at-top
-  from tl_jax.transfer import features, linear_probe  # pylint: disable=g-import-not-at-top
+  from tl_jax import pieces as pieces_lib  # pylint: disable=g-import-not-at-top
+  from tl_jax.analysis import features, linear_probe  # pylint: disable=g-import-not-at-top
+  from tl_jax.models import forward as forward_lib  # pylint: disable=g-import-not-at-top
 
   config = _CONFIG.value
   cfg = config.transfer.linear_probe
@@ -57,7 +58,7 @@ def main(argv):
   if n % bs:
     raise app.UsageError(f'--examples={n} must be a multiple of --batch_size={bs}')
   config.data.eval_batch_size = bs
-  pieces = experiment.build(config)
+  pieces = pieces_lib.build(config)
   layer = linear_probe.layer_from_config(cfg)
   cached = features.split_features(config, cfg.train_split, cache_dir=cfg.cache_dir or None,
                                    layer=layer, pieces=pieces, limit=n)
@@ -65,7 +66,7 @@ def main(argv):
   evals = data_lib.build_eval_batches(features.eval_data_config(config, cfg.train_split),
                                       tokenizer=pieces.tokenizer, process_index=0,
                                       process_count=1, num_devices=1)
-  batches = [(jax.device_put(features.model_inputs(b)), jnp.asarray(b['label']))
+  batches = [(jax.device_put(forward_lib.model_inputs(b)), jnp.asarray(b['label']))
              for b in list(evals[f'target/{cfg.train_split}'])[:n // bs]]
 
   tx = optax.adam(cfg.learning_rate)

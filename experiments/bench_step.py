@@ -46,7 +46,7 @@ from tl_jax.models import BertConfig, BertModel, load_pretrained
 from tl_jax.train import parallel
 from tl_jax.train import prefix_cache
 from tl_jax.train.step import TrainCore
-from tl_jax.transfer import freezing
+from tl_jax.train import freezing
 
 NUM_CLASSES = 5
 FROZEN_LAYERS = 4

@@ -4,9 +4,9 @@
          [--out=runs/da_validation] [--config.transfer.uda_validation.runs_dir=runs/da_table/runs]
 
 Every finished run RUNS_DIR/<method>_s<seed>/ (written by experiments/da_table.py) is restored
-from its latest checkpoint with the run's own config.json (experiment.build + TrainCore +
+from its latest checkpoint with the run's own config.json (pieces.build + TrainCore +
 Checkpointer.restore_latest, as `tl-jax eval` does), then scored WITHOUT target labels
-(tl_jax/transfer/uda_validation.py): source validation accuracy; IWV and DEV with the density
+(tl_jax/analysis/uda_validation.py): source validation accuracy; IWV and DEV with the density
 ratio w(x) = p_T(x)/p_S(x) of a logistic domain classifier on the run's own features (source
 train vs the unlabelled target train split); −entropy and SND of its predictions on the
 unlabelled target split. Target labels are stripped from the target split before the model sees
@@ -96,7 +96,7 @@ def restore_run(workdir: pathlib.Path):
   """(config, module, model params, step) of the run's latest checkpoint, restored as
   `tl-jax eval` restores it (tl_jax/train/loop.py restore_run)."""
   from tl_jax.train import loop  # pylint: disable=g-import-not-at-top
-  from tl_jax.transfer import objectives  # pylint: disable=g-import-not-at-top
+  from tl_jax.methods import objectives  # pylint: disable=g-import-not-at-top
   try:
     config, pieces, _, restored = loop.restore_run(workdir)
   except FileNotFoundError as e:
@@ -125,11 +125,11 @@ def logged_target_accuracy(workdir: pathlib.Path, test_split: str) -> float | No
 def _forward_fn(module, head: str):
   """Jitted (params, batch) -> (pooled features [B, D], class probabilities [B, C])."""
   import jax  # pylint: disable=g-import-not-at-top
-  from tl_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
-  from tl_jax.transfer import objectives  # pylint: disable=g-import-not-at-top
+  from tl_jax.models import forward as forward_lib  # pylint: disable=g-import-not-at-top
+  from tl_jax.methods import objectives  # pylint: disable=g-import-not-at-top
 
   def fn(params, batch):
-    out = step_lib.forward(module, params, batch, train=False)
+    out = forward_lib.forward(module, params, batch, train=False)
     logits = objectives.select_logits(out.logits, head)
     return out.pooled.astype('float32'), jax.nn.softmax(logits.astype('float32'))
   return jax.jit(fn)
@@ -143,10 +143,10 @@ def _unlabelled(batches):
 
 def forward_split(fn, params, batches) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
   """(features, probs, labels or None) over every real example (padding rows dropped)."""
-  from tl_jax.transfer import features  # pylint: disable=g-import-not-at-top
+  from tl_jax.analysis import features  # pylint: disable=g-import-not-at-top
   feats, probs, labels = [], [], []
   for batch in batches:
-    f, p = fn(params, features.model_inputs(batch))
+    f, p = fn(params, forward_lib.model_inputs(batch))
     keep = np.asarray(batch['mask'], bool) if 'mask' in batch else slice(None)
     feats.append(np.asarray(f)[keep])
     probs.append(np.asarray(p, np.float64)[keep])
@@ -194,7 +194,7 @@ def run_outputs(config, module, params, cfg) -> tuple[RunOutputs, float]:
 
 def score_run(outputs: RunOutputs, cfg) -> dict[str, float]:
   """The label-free scores of one run (higher = better), from its outputs alone."""
-  from tl_jax.transfer import uda_validation  # pylint: disable=g-import-not-at-top
+  from tl_jax.analysis import uda_validation  # pylint: disable=g-import-not-at-top
   both = np.concatenate([outputs.source_train_features, outputs.target_features])
   mean, std = both.mean(0), both.std(0) + 1e-6  # the domain classifier sees standardised features
   weights = uda_validation.density_ratio(
@@ -237,7 +237,7 @@ def evaluate_runs(cfg) -> dict:
 
 def summarize(runs: dict) -> dict:
   """Per score: Spearman ρ with the oracle over the runs, its pick, the pick's oracle accuracy."""
-  from tl_jax.transfer import uda_validation  # pylint: disable=g-import-not-at-top
+  from tl_jax.analysis import uda_validation  # pylint: disable=g-import-not-at-top
   names = list(runs)
   oracle = np.array([runs[n][ORACLE] for n in names])
   summary = {}

@@ -1,4 +1,4 @@
-"""Few-shot episodes on cached frozen-backbone features (tl_jax/transfer/fewshot.py).
+"""Few-shot episodes on cached frozen-backbone features (tl_jax/analysis/episodes.py).
 
   python experiments/fewshot.py --config=configs/fewshot_bbc.py [--out=runs/fewshot]
          [--config.transfer.fewshot.k_shot=1] [--config.transfer.fewshot.num_episodes=600]
@@ -27,8 +27,8 @@ _OUT = flags.DEFINE_string('out', 'runs/fewshot', 'output folder')
 
 def main(argv):
   del argv
-  from tl_jax import experiment, report  # pylint: disable=g-import-not-at-top
-  from tl_jax.transfer import features, fewshot  # pylint: disable=g-import-not-at-top
+  from tl_jax import pieces as pieces_lib, report  # pylint: disable=g-import-not-at-top
+  from tl_jax.analysis import episodes, features  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   cfg = config.transfer.fewshot
   out = pathlib.Path(_OUT.value)
@@ -38,8 +38,8 @@ def main(argv):
     config.model.init = init
     feats = features.split_features(config, cfg.split, cache_dir=cfg.cache_dir or None,
                                     layer=None if cfg.layer == -100 else cfg.layer,
-                                    pieces=experiment.build(config))
-    results[init] = fewshot.evaluate(feats.x, feats.y, cfg)
+                                    pieces=pieces_lib.build(config))
+    results[init] = episodes.evaluate(feats.x, feats.y, cfg)
     print(init, results[init], flush=True)
   name = f'{cfg.n_way}-way {cfg.k_shot}-shot, {cfg.n_query} queries/class'
   rows = [f'| backbone ({config.model.name}) | ' + ' | '.join(

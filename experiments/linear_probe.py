@@ -1,4 +1,4 @@
-"""Linear probe on cached frozen-backbone features (tl_jax/transfer/{features,linear_probe}.py).
+"""Linear probe on cached frozen-backbone features (tl_jax/analysis/{features,linear_probe}.py).
 
   python experiments/linear_probe.py --config=configs/linear_probe_bbc.py [--out=runs/linear_probe]
          [--config.transfer.linear_probe.layer=3] [--config.data.max_length=64] ...
@@ -28,8 +28,8 @@ _OUT = flags.DEFINE_string('out', 'runs/linear_probe', 'output folder')
 
 def main(argv):
   del argv
-  from tl_jax import experiment, report  # pylint: disable=g-import-not-at-top
-  from tl_jax.transfer import features, linear_probe  # pylint: disable=g-import-not-at-top
+  from tl_jax import pieces as pieces_lib, report  # pylint: disable=g-import-not-at-top
+  from tl_jax.analysis import features, linear_probe  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   cfg = config.transfer.linear_probe
   out = pathlib.Path(_OUT.value)
@@ -37,7 +37,7 @@ def main(argv):
   results = {}
   for init in cfg.inits:
     config.model.init = init
-    pieces = experiment.build(config)
+    pieces = pieces_lib.build(config)
     kw = dict(cache_dir=cfg.cache_dir or None, layer=linear_probe.layer_from_config(cfg),
               pieces=pieces)
     train = features.split_features(config, cfg.train_split, limit=cfg.train_limit, **kw)

@@ -1,4 +1,4 @@
-"""Meta-learning table (tl_jax/transfer/maml.py): MAML, first-order MAML and Reptile vs a jointly
+"""Meta-learning table (tl_jax/analysis/maml.py): MAML, first-order MAML and Reptile vs a jointly
 trained init and a random init, each fine-tuned on NEW tasks for k SGD steps.
 
   python experiments/meta.py --config=configs/maml_sinusoid.py [--out=runs/meta_sinusoid]
@@ -46,7 +46,7 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from tl_jax import report  # pylint: disable=g-import-not-at-top
-  from tl_jax.transfer import maml  # pylint: disable=g-import-not-at-top
+  from tl_jax.analysis import maml  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   m = config.transfer.maml
   out = pathlib.Path(_OUT.value or f'runs/meta_{m.task}')

@@ -1,5 +1,5 @@
 """Rank candidate backbones / layers by transferability scores, before any training
-(tl_jax/transfer/selection.py).
+(tl_jax/analysis/selection.py).
 
   python experiments/select_models.py --config=configs/selection_bbc.py [--out=runs/selection]
 
@@ -31,8 +31,8 @@ SCORES = ('logme', 'h_score', 'leep', 'nce')
 
 def main(argv):
   del argv
-  from tl_jax import experiment  # pylint: disable=g-import-not-at-top
-  from tl_jax.transfer import (features, linear_probe,  # pylint: disable=g-import-not-at-top
+  from tl_jax import pieces as pieces_lib  # pylint: disable=g-import-not-at-top
+  from tl_jax.analysis import (features, linear_probe,  # pylint: disable=g-import-not-at-top
                                selection)
   config = _CONFIG.value
   cfg = config.transfer.selection
@@ -43,7 +43,7 @@ def main(argv):
     init, _, layer = candidate.partition(':')
     config.model.init = init
     if init not in pieces:
-      pieces[init] = experiment.build(config)
+      pieces[init] = pieces_lib.build(config)
     kw = dict(cache_dir=cfg.cache_dir or None, layer=int(layer) if layer else None,
               pieces=pieces[init])
     train = features.split_features(config, cfg.split, limit=cfg.limit, **kw)

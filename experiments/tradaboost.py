@@ -1,4 +1,4 @@
-"""TrAdaBoost with a few labelled target examples (tl_jax/transfer/tradaboost.py), on cached
+"""TrAdaBoost with a few labelled target examples (tl_jax/analysis/tradaboost.py), on cached
 frozen-backbone features: labelled source + k labelled target examples per class -> target test.
 
   python experiments/tradaboost.py --config=configs/tradaboost_digits.py [--out=runs/tradaboost]
@@ -13,7 +13,7 @@ softmax regression on the same features (linear_probe.fit_full_batch, TrAdaBoost
 and their accuracy on the target test split. Writes OUT/table.md, OUT/results.json and
 OUT/tradaboost.png, and prints the table.
 
-The backbone is config.model (features cached by tl_jax/transfer/features.py). The digits config
+The backbone is config.model (features cached by tl_jax/analysis/features.py). The digits config
 uses the ViT pre-trained on digits/original by experiments/freezing_benchmark.py; when its
 export is missing, this script pre-trains it first with that script's own code (400 steps,
 ~1 min; from a fresh checkout the whole run took 79 s and printed the same table).
@@ -72,13 +72,13 @@ def domain_config(config, dataset: str):
 
 def load_features(config) -> dict:
   """Features of the source train split, the target train split and the target test split."""
-  from tl_jax import experiment  # pylint: disable=g-import-not-at-top
-  from tl_jax.transfer import features, linear_probe  # pylint: disable=g-import-not-at-top
+  from tl_jax import pieces as pieces_lib  # pylint: disable=g-import-not-at-top
+  from tl_jax.analysis import features, linear_probe  # pylint: disable=g-import-not-at-top
   cfg = config.transfer.tradaboost
   ensure_backbone(config)
   source_cfg = domain_config(config, config.data.source.name)
   target_cfg = domain_config(config, config.data.target.name)
-  pieces = experiment.build(target_cfg)
+  pieces = pieces_lib.build(target_cfg)
   kw = dict(cache_dir=cfg.cache_dir or None, layer=linear_probe.layer_from_config(cfg),
             module=pieces.module, params=pieces.params)
   return dict(source=features.split_features(source_cfg, cfg.source_split, **kw),
@@ -91,7 +91,7 @@ def run_seed(feats: dict, cfg, seed: int) -> dict:
   """Target test accuracy of the four classifiers for one k-shot draw."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from tl_jax.data import fewshot  # pylint: disable=g-import-not-at-top
-  from tl_jax.transfer import linear_probe, tradaboost  # pylint: disable=g-import-not-at-top
+  from tl_jax.analysis import linear_probe, tradaboost  # pylint: disable=g-import-not-at-top
   num_classes = len(feats['class_names'])
   source, target, test = feats['source'], feats['target_train'], feats['test']
   shots = fewshot.few_shot_indices(target.y, cfg.shots, seed, feats['class_names'],

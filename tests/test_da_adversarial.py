@@ -10,9 +10,9 @@ import pytest
 
 from tl_jax.config import base_config
 from tl_jax.models.outputs import ModelOutput
-from tl_jax.transfer import cdan as cdan_lib
-from tl_jax.transfer import mdd as mdd_lib
-from tl_jax.transfer import objectives
+from tl_jax.methods import cdan as cdan_lib
+from tl_jax.methods import mdd as mdd_lib
+from tl_jax.methods import objectives
 
 STEP, TOTAL = 3, 10
 COEFF_SCHEDULE = 2 / (1 + np.exp(-10 * STEP / TOTAL)) - 1
@@ -146,7 +146,7 @@ def own_params():
 
 def one_update(config, grads_value=0.5):
   from tl_jax.train import optim
-  from tl_jax.transfer import freezing
+  from tl_jax.train import freezing
   params = own_params()
   config.optimizer.schedule, config.optimizer.warmup_steps = 'constant', 0
   config.optimizer.grad_clip_norm, config.optimizer.weight_decay = 0.0, 0.0

@@ -16,7 +16,8 @@ from tl_jax import config as config_lib
 from tl_jax import models
 from tl_jax.train import loop
 from tl_jax.train.step import TrainCore
-from tl_jax.transfer import freezing, objectives
+from tl_jax.train import freezing
+from tl_jax.methods import objectives
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 TINY_VIT = dict(model_type='vit', architectures=['ViTModel'], image_size=8, patch_size=4,

@@ -21,9 +21,9 @@ from tl_jax.models import BertConfig, BertModel
 from tl_jax.models.outputs import ModelOutput
 from tl_jax.train import parallel
 from tl_jax.train.step import TrainCore
-from tl_jax.transfer import freezing
-from tl_jax.transfer import importance
-from tl_jax.transfer import objectives
+from tl_jax.train import freezing
+from tl_jax.methods import importance
+from tl_jax.methods import objectives
 
 N = 300
 MU_T, SD_T = 0.5, 0.7
@@ -83,7 +83,7 @@ def test_domain_classifier_of_the_objective_recovers_the_ratio(samples):
 
   clf, metrics = fit(clf)
   w = importance.ratio_from_logits(
-      importance.dann_lib.mlp_apply(clf, feats(jnp.asarray(x_s))).reshape(-1))
+      importance.adversarial.mlp_apply(clf, feats(jnp.asarray(x_s))).reshape(-1))
   assert corr(w, true) > 0.95, corr(w, true)
   np.testing.assert_allclose(np.mean(w), np.mean(true), rtol=0.25)  # ≈ 1: same sizes
   assert metrics['importance/domain_accuracy'] > 0.55  # the domains are told apart

@@ -8,11 +8,11 @@ import pytest
 
 from tl_jax.config import base_config
 from tl_jax.models.outputs import ModelOutput
-from tl_jax.transfer import coral as coral_lib
-from tl_jax.transfer import dann as dann_lib
-from tl_jax.transfer import grl
-from tl_jax.transfer import mmd as mmd_lib
-from tl_jax.transfer import objectives
+from tl_jax.methods import coral as coral_lib
+from tl_jax.methods import dann as dann_lib
+from tl_jax.methods import grl
+from tl_jax.methods import mmd as mmd_lib
+from tl_jax.methods import objectives
 
 def smooth(x, np=jnp):
   return np.sum(np.sin(x) * np.arange(1.0, x.size + 1).reshape(x.shape) + x ** 3)

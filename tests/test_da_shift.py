@@ -16,9 +16,10 @@ import pytest
 
 from tl_jax.config import base_config
 from tl_jax.models.outputs import ModelOutput
-from tl_jax.transfer import dann as dann_lib
-from tl_jax.transfer import mmd as mmd_lib
-from tl_jax.transfer import objectives
+from tl_jax.methods import adversarial
+from tl_jax.methods import dann as dann_lib
+from tl_jax.methods import mmd as mmd_lib
+from tl_jax.methods import objectives
 
 N, WIDTH, STEPS, LR = 200, 16, 400, 1e-2
 METHODS = ('dann', 'mmd', 'coral')
@@ -45,7 +46,7 @@ def shifted_domains(seed: int, angle: float = 30.0, shift=(1.2, 0.0)):
 
 
 def features(p, x):
-  return jnp.tanh(dann_lib.mlp_apply(p, x))  # bounded: DANN is far less erratic than with ReLU
+  return jnp.tanh(adversarial.mlp_apply(p, x))  # bounded: DANN is far less erratic than with ReLU
 
 
 def make_config():
@@ -61,8 +62,8 @@ def make_config():
 def train(xs, ys, xt, switches, seed, config):
   joint = objectives.JointObjective(('cross_entropy',) + METHODS)
   rng = jax.random.fold_in(jax.random.key(0), seed)
-  params = {'feat': dann_lib.mlp_init(jax.random.fold_in(rng, 1), (2, WIDTH, WIDTH)),
-            'head': dann_lib.mlp_init(jax.random.fold_in(rng, 2), (WIDTH, 2))}
+  params = {'feat': adversarial.mlp_init(jax.random.fold_in(rng, 1), (2, WIDTH, WIDTH)),
+            'head': adversarial.mlp_init(jax.random.fold_in(rng, 2), (WIDTH, 2))}
   params['objectives'] = joint.init_params(jax.random.fold_in(rng, 3),
                                            objectives.FeatureDims(WIDTH, 2), config)
   batches = {'source': {'label': ys}, 'target': {'label': -jnp.ones(N, jnp.int32)}}
@@ -73,7 +74,7 @@ def train(xs, ys, xt, switches, seed, config):
     for domain, x in (('source', xs), ('target', xt)):
       f = features(p['feat'], x)
       outs[domain] = ModelOutput(last_hidden_state=f, pooled=f,
-                                 logits=dann_lib.mlp_apply(p['head'], f))
+                                 logits=adversarial.mlp_apply(p['head'], f))
     ctx = objectives.Context(outputs=outs, batches=batches, params=p, trainable={},
                              pretrained=None, step=step, lam=jnp.float32(1.0), config=config,
                              axis_name=None)
@@ -106,7 +107,7 @@ def results():
     (x_s, _, x_t, y_t), name = data[i // len(names)], names[i % len(names)]
     p = jax.tree.map(lambda a: a[i], params)
     f_s, f_t = features(p['feat'], x_s), features(p['feat'], x_t)
-    acc = float(jnp.mean(jnp.argmax(dann_lib.mlp_apply(p['head'], f_t), -1) == y_t))
+    acc = float(jnp.mean(jnp.argmax(adversarial.mlp_apply(p['head'], f_t), -1) == y_t))
     # Discrepancy on scale-free features: one Gaussian kernel, mean-distance bandwidth.
     scale = jnp.std(jnp.concatenate([f_s, f_t])) + 1e-6
     out[name].append((acc, float(mmd_lib.mmd2_unbiased(f_s / scale, f_t / scale,

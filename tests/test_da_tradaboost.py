@@ -5,8 +5,8 @@ weights, and the boosted classifier must beat a learner trained on source + targ
 import numpy as np
 import jax.numpy as jnp
 
-from tl_jax.transfer import linear_probe
-from tl_jax.transfer import tradaboost as tb
+from tl_jax.analysis import linear_probe
+from tl_jax.analysis import tradaboost as tb
 
 
 def test_tradaboost_downweights_conflicting_source_and_beats_pooling():

@@ -213,7 +213,7 @@ def test_folder_skips_hidden_and_os_junk_entries(tmp_path, monkeypatch, capsys):
   assert len(os.listdir(tmp_path / 'tfds' / 'folder')) == 1
   # `tl-jax info` says what it skipped.
   import types
-  from tl_jax import experiment, summary
+  from tl_jax import pieces as pieces_lib, summary
   pieces = types.SimpleNamespace(
       target_info=info, source_info=None, module=types.SimpleNamespace(num_layers=1), params={},
       load_report=types.SimpleNamespace(new_keys=[], dropped_keys=[]))

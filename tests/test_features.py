@@ -12,7 +12,7 @@ from fixtures_data import minilm_tokenizer, prepared_data_dir  # noqa: F401 (fix
 from tl_jax.config import base_config
 from tl_jax.data import sources
 from tl_jax.models import BertConfig, BertModel
-from tl_jax.transfer import features, linear_probe, selection
+from tl_jax.analysis import features, linear_probe, selection
 
 MAX_LEN = 16
 
@@ -150,7 +150,7 @@ def test_backbone_epoch_step_equals_cached_step():
 
 @pytest.fixture(scope='module')
 def minilm_features(prepared_data_dir):  # noqa: F811
-  from tl_jax import experiment  # pylint: disable=g-import-not-at-top
+  from tl_jax import pieces as pieces_lib  # pylint: disable=g-import-not-at-top
   out = {}
   for init in ('pretrained', 'random'):
     c = base_config()
@@ -158,7 +158,7 @@ def minilm_features(prepared_data_dir):  # noqa: F811
     c.data.data_dir = prepared_data_dir
     c.data.max_length = 64
     c.data.eval_batch_size = 32
-    out[init] = features.split_features(c, 'test', pieces=experiment.build(c))  # 214 examples
+    out[init] = features.split_features(c, 'test', pieces=pieces_lib.build(c))  # 214 examples
   return out
 
 

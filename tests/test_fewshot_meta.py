@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tl_jax.transfer import fewshot, maml
+from tl_jax.analysis import episodes, maml
 
 jax.config.update('jax_enable_x64', False)
 
@@ -24,7 +24,7 @@ def _clusters(num_classes=8, per_class=30, dim=16, spread=0.6, seed=0):
 
 def test_episodes_are_disjoint_balanced_and_seeded():
   _, y = _clusters()
-  e = fewshot.sample_episodes(y, n_way=5, k_shot=3, n_query=4, num_episodes=20, seed=7)
+  e = episodes.sample_episodes(y, n_way=5, k_shot=3, n_query=4, num_episodes=20, seed=7)
   assert e.support.shape == (20, 15) and e.query.shape == (20, 20)
   for i in range(20):
     assert not set(e.support[i]) & set(e.query[i])
@@ -32,19 +32,19 @@ def test_episodes_are_disjoint_balanced_and_seeded():
     # Episode label j is dataset class classes[i, j] for support and query alike.
     np.testing.assert_array_equal(y[e.support[i]], e.classes[i][e.support_labels[i]])
     np.testing.assert_array_equal(y[e.query[i]], e.classes[i][e.query_labels[i]])
-  again = fewshot.sample_episodes(y, n_way=5, k_shot=3, n_query=4, num_episodes=20, seed=7)
+  again = episodes.sample_episodes(y, n_way=5, k_shot=3, n_query=4, num_episodes=20, seed=7)
   np.testing.assert_array_equal(e.support, again.support)
   with pytest.raises(ValueError, match='smallest class'):
-    fewshot.sample_episodes(y, n_way=5, k_shot=20, n_query=20, num_episodes=1)
+    episodes.sample_episodes(y, n_way=5, k_shot=20, n_query=20, num_episodes=1)
   with pytest.raises(ValueError, match='n_way=9'):
-    fewshot.sample_episodes(y, n_way=9, k_shot=1, n_query=1, num_episodes=1)
+    episodes.sample_episodes(y, n_way=9, k_shot=1, n_query=1, num_episodes=1)
 
 
 def test_prototype_matches_brute_force_nearest_mean():
   x, y = _clusters(spread=3.0, seed=1)  # overlapping: some answers are wrong
-  e = fewshot.sample_episodes(y, n_way=5, k_shot=2, n_query=5, num_episodes=30, seed=0)
-  for metric in fewshot.METRICS:
-    accs = fewshot.episode_accuracies(x, e, classifier='prototype', metric=metric)
+  e = episodes.sample_episodes(y, n_way=5, k_shot=2, n_query=5, num_episodes=30, seed=0)
+  for metric in episodes.METRICS:
+    accs = episodes.episode_accuracies(x, e, classifier='prototype', metric=metric)
     ref = []
     for s, sy, q, qy in zip(e.support, e.support_labels, e.query, e.query_labels):
       protos = np.stack([x[s][sy == c].mean(0) for c in range(5)])
@@ -61,15 +61,15 @@ def test_prototype_matches_brute_force_nearest_mean():
 
 def test_kshot_probe_and_prototype_beat_chance_by_far():
   x, y = _clusters()
-  e = fewshot.sample_episodes(y, n_way=5, k_shot=5, n_query=10, num_episodes=40, seed=0)
-  for classifier in fewshot.CLASSIFIERS:
-    mean, ci = fewshot.mean_ci95(fewshot.episode_accuracies(x, e, classifier=classifier))
+  e = episodes.sample_episodes(y, n_way=5, k_shot=5, n_query=10, num_episodes=40, seed=0)
+  for classifier in episodes.CLASSIFIERS:
+    mean, ci = episodes.mean_ci95(episodes.episode_accuracies(x, e, classifier=classifier))
     assert mean > 0.9 and 0 <= ci < 0.05, (classifier, mean, ci)
 
 
 def test_mean_ci95_formula():
   v = np.array([0.5, 0.7, 0.9, 0.6])
-  mean, half = fewshot.mean_ci95(v)
+  mean, half = episodes.mean_ci95(v)
   assert mean == pytest.approx(0.675)
   assert half == pytest.approx(1.96 * np.std(v, ddof=1) / 2)
 

@@ -10,7 +10,7 @@ import pytest
 
 from tl_jax.config import base_config
 from tl_jax.train import optim
-from tl_jax.transfer import freezing
+from tl_jax.train import freezing
 
 
 def bert_params(n=3):

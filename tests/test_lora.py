@@ -12,7 +12,7 @@ import pytest
 from tl_jax import models
 from tl_jax.models import lora
 from tl_jax.models.vit import ViTConfig, ViTModel
-from tl_jax.transfer import freezing
+from tl_jax.train import freezing
 
 from test_param_methods import load_config, synthetic_batch, tiny_model, train_tiny
 

@@ -9,7 +9,7 @@ import pytest
 
 from fixtures_data import prepared_data_dir  # noqa: F401 (session fixture)
 from tl_jax import config as config_lib
-from tl_jax import experiment
+from tl_jax import pieces as pieces_lib
 from tl_jax import models
 from tl_jax.train import checkpoint
 from tl_jax.train import loop
@@ -53,7 +53,7 @@ def test_default_job_logs_the_contract_metrics(finished_run):
 
 
 def _latest_checkpoint_params(config, workdir):
-  pieces = experiment.build(config)
+  pieces = pieces_lib.build(config)
   core = step_lib.TrainCore(config, pieces.module, pieces.params)
   ckpt = checkpoint.Checkpointer.from_config(workdir / 'checkpoints', config.train)
   restored = ckpt.restore_latest(lambda meta: core.abstract_state(meta['step']))

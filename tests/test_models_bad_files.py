@@ -40,17 +40,17 @@ def test_vocab_smaller_than_the_tokenizer_is_refused_with_both_sizes(small_vocab
 
 
 def test_experiment_build_refuses_a_smaller_vocab(small_vocab_dir, monkeypatch):
-  from tl_jax import experiment, models
+  from tl_jax import pieces as pieces_lib, models
   from tl_jax.config import base_config
   config = base_config()
   config.model.name = str(small_vocab_dir)
   module, _ = load_pretrained(str(small_vocab_dir))
   info = type('Info', (), {'kind': 'text', 'num_classes': 2, 'name': 'x'})()
-  monkeypatch.setattr(experiment.data_lib, 'dataset_info', lambda *a: info)
+  monkeypatch.setattr(pieces_lib.data_lib, 'dataset_info', lambda *a: info)
   # Even with a tokenizer that loads (from another directory), the model check fires.
   monkeypatch.setattr(models, 'load_tokenizer', lambda name: load_tokenizer('minilm'))
   with pytest.raises(pretrained.VocabularyMismatchError, match='30522 tokens.*vocab_size is 1000'):
-    experiment.build(config)
+    pieces_lib.build(config)
 
 
 @pytest.mark.parametrize('text, why', [

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tl_jax.config import base_config
-from tl_jax.transfer import multitask, objectives
+from tl_jax.methods import multitask, objectives
 
 from test_param_methods import ctx_for, load_config, synthetic_batch, tiny_model, train_tiny
 

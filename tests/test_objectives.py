@@ -10,7 +10,7 @@ import pytest
 
 from tl_jax.config import base_config
 from tl_jax.train import parallel
-from tl_jax.transfer import l2sp, lambdas, objectives
+from tl_jax.methods import l2sp, lambdas, objectives
 
 
 def lam_config(**kw):
@@ -217,7 +217,7 @@ def test_l2sp_leaves_method_owned_weights_alone():
 
 def test_method_settings_default_or_one_error_naming_a_config_that_exists():
   import pathlib
-  from tl_jax.transfer import bss, distill, multitask, penalties
+  from tl_jax.methods import bss, distill, multitask, penalties
   # base_config has every section now (issue #11); a config without one (built by hand, or a
   # run saved before) still gets the default or the one error.
   def without(section):
@@ -251,7 +251,7 @@ METHOD_SECTIONS = {'dann': 'dann', 'cdan': 'cdan', 'mdd': 'mdd', 'coral': 'coral
 @pytest.mark.parametrize('section', sorted(METHOD_SECTIONS))
 def test_base_config_holds_each_methods_defaults(section):
   import importlib
-  module = importlib.import_module(f'tl_jax.transfer.{METHOD_SECTIONS[section]}')
+  module = importlib.import_module(f'tl_jax.methods.{METHOD_SECTIONS[section]}')
   assert base_config().transfer[section].to_dict() == module.default_config().to_dict()
 
 
@@ -267,7 +267,7 @@ def test_every_objective_reading_settings_has_a_section():
 
 
 def test_coral_source_normalisation_is_scale_free():
-  from tl_jax.transfer import coral
+  from tl_jax.methods import coral
   rs = np.random.RandomState(0)
   x_s, x_t = rs.randn(16, 6).astype(np.float32), 2 * rs.randn(16, 6).astype(np.float32)
   c_s, c_t = np.cov(x_s, rowvar=False), np.cov(x_t, rowvar=False)

@@ -15,7 +15,8 @@ from tl_jax import config as config_lib
 from tl_jax.config import base_config
 from tl_jax.train import parallel
 from tl_jax.train.step import TrainCore
-from tl_jax.transfer import bss, freezing, objectives, penalties
+from tl_jax.methods import bss, objectives, penalties
+from tl_jax.train import freezing
 
 from test_step import SEQ, tiny_model as step_tiny_model
 

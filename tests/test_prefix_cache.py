@@ -10,7 +10,7 @@ from tl_jax.config import base_config
 from tl_jax.models import BertConfig, BertModel
 from tl_jax.train import parallel, prefix_cache
 from tl_jax.train.step import TrainCore
-from tl_jax.transfer import freezing
+from tl_jax.train import freezing
 
 SEQ, N, BATCH, K = 8, 24, 8, 2
 

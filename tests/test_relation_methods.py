@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from tl_jax.config import base_config
-from tl_jax.train.step import forward
-from tl_jax.transfer import distill, freezing, objectives
+from tl_jax.models.forward import forward
+from tl_jax.methods import distill, objectives
+from tl_jax.train import freezing
 
 from test_param_methods import load_config, synthetic_batch, tiny_model, train_tiny
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from tl_jax.transfer import selection, uda_validation
+from tl_jax.analysis import selection, uda_validation
 
 
 # ------------------------------------------------------------------------------------------

@@ -12,8 +12,10 @@ from tl_jax.config import base_config
 from tl_jax.models import BertConfig, BertModel, ViTConfig, ViTModel
 from tl_jax.train import optim, parallel
 from tl_jax.train.state import TrainState
-from tl_jax.train.step import TrainCore, forward, make_train_step, summarize_eval
-from tl_jax.transfer import freezing, lambdas, objectives
+from tl_jax.models.forward import forward
+from tl_jax.train.step import TrainCore, make_train_step, summarize_eval
+from tl_jax.train import freezing
+from tl_jax.methods import lambdas, objectives
 
 SEQ = 8
 

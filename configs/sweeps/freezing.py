@@ -14,6 +14,8 @@ Expected: see the README table made by experiments/freezing_benchmark.py.
 
 from tl_jax import sweep
 from tl_jax.config import base_config
+from tl_jax.configs import common
+
 
 def _common(config, num_steps: int):
   config.train.num_steps = num_steps
@@ -30,14 +32,7 @@ def _common(config, num_steps: int):
 
 
 def _parse(arg: str) -> tuple[str, dict[str, int]]:
-  pair, *options = arg.split(',')
-  try:
-    opts = {k: int(v) for k, v in (o.split('=', 1) for o in options)}
-  except ValueError:
-    opts = {'?': 0}
-  if set(opts) - {'steps', 'seeds'}:
-    raise ValueError(f"configs/sweeps/freezing.py: arg {arg!r}; options are ',steps=N,seeds=K'")
-  return pair, opts
+  return common.parse_options(arg, ('steps', 'seeds'), where='configs/sweeps/freezing.py')
 
 
 def get_config(arg: str = 'minilm'):

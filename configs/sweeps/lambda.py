@@ -16,21 +16,15 @@ Expected: see the README table made by experiments/lambda_sweep.py.
 
 from tl_jax import sweep
 from tl_jax.config import base_config
+from tl_jax.configs import common
 
 CONSTANTS = (0.0, 0.1, 0.3, 1.0, 3.0)
 
 
 def _parse(arg: str) -> tuple[str, dict[str, int]]:
-  model, *options = arg.split(',')
-  if not model:
+  if not arg.split(',')[0]:
     raise ValueError('configs/sweeps/lambda.py needs :DIR, a directory with a ViT config.json')
-  try:
-    opts = {k: int(v) for k, v in (o.split('=', 1) for o in options)}
-  except ValueError:
-    opts = {'?': 0}
-  if set(opts) - {'steps', 'seeds'}:
-    raise ValueError(f"configs/sweeps/lambda.py: arg {arg!r}; options are ',steps=N,seeds=K'")
-  return model, opts
+  return common.parse_options(arg, ('steps', 'seeds'), where='configs/sweeps/lambda.py')
 
 
 def get_config(arg: str = ''):

@@ -1,7 +1,10 @@
 """Errors of the data package: each names what is wrong and the fix (the CLI prints one line)."""
 
+from tl_jax import errors
+from tl_jax.errors import BatchSizeError  # one class for the data and the devices
 
-class DataError(ValueError):
+
+class DataError(errors.TlJaxError, ValueError):
   """A data configuration or a dataset that cannot be used as asked."""
 
 
@@ -19,7 +22,3 @@ class EmptyDatasetError(DataError):
 
 class BadExampleError(DataError):
   """An example that the pipeline cannot use (label out of range, image of the wrong rank)."""
-
-
-class BatchSizeError(DataError):
-  """A batch size that does not divide over the devices or hosts."""

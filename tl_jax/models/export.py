@@ -178,7 +178,7 @@ def from_export(weights: dict[tuple[str, ...], np.ndarray], kwargs: dict[str, An
 # --- a training run's export: weights, processor, model card -------------------------------------
 
 def head_class_names(config, module, infos: dict[str, Any]):
-  """Class names per head, as experiment._heads sized them: one list for the shared head,
+  """Class names per head, as pieces._heads sized them: one list for the shared head,
   {name: list} for named heads (a domain's own `data.<domain>.head`, else 'shared')."""
   if not module.config.heads:
     return tuple(infos['target'].class_names)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from tl_jax import errors
 from tl_jax.models.bert import BertConfig, BertModel
 from tl_jax.models.vit import ViTConfig, ViTModel
 
@@ -29,7 +30,7 @@ _EXTRAS = ('add_pooler', 'class_token', 'pooling', 'num_classes', 'heads',
            'output_hidden_states', 'dtype', 'param_dtype')
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(errors.TlJaxError, ValueError):
   """config.json describes a model tl_jax does not build."""
 
 

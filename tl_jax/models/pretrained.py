@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tl_jax import errors
 from tl_jax.models import convert
 from tl_jax.models import export as export_lib
 from tl_jax.models import hf_config
@@ -27,23 +28,23 @@ INITS = ('pretrained', 'random')
 _POSEMB = ('embeddings', 'position_embeddings')
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(errors.TlJaxError, ValueError):
   """Checkpoint keys or shapes do not fit the requested architecture."""
 
 
-class CorruptWeightsError(ValueError):
+class CorruptWeightsError(errors.TlJaxError, ValueError):
   """A weights file that cannot be parsed (truncated, corrupted, not what its name says)."""
 
 
-class RemoteCodeError(ValueError):
+class RemoteCodeError(errors.TlJaxError, ValueError):
   """A checkpoint that needs its own Python code to load (refused: never run)."""
 
 
-class PickleNotAllowedError(ValueError):
+class PickleNotAllowedError(errors.TlJaxError, ValueError):
   """Only a pickled checkpoint is there, and loading pickles was not asked for."""
 
 
-class VocabularyMismatchError(ValueError):
+class VocabularyMismatchError(errors.TlJaxError, ValueError):
   """A tokenizer with more tokens than the model's embedding table has rows."""
 
 

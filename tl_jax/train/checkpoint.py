@@ -50,6 +50,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocp_managers
 
+from tl_jax import errors
+
 STATE, META, INTEGRITY = "state", "meta", "integrity"
 COMMIT_MARKER = "commit_success.txt"  # orbax writes it into a step before the final rename
 REJECTED_SUFFIX = "_rejected"
@@ -59,7 +61,7 @@ CHECKSUM, LEGACY = "crc32", "weighted-sum-v0"
 _READER_RETRIES = 5  # a reader that keeps losing its step to the trainer's keep-K deletes
 
 
-class CheckpointError(ValueError):
+class CheckpointError(errors.TlJaxError, ValueError):
   """A checkpoint that cannot be written or read as asked; the message names the fix."""
 
 

@@ -21,9 +21,10 @@ import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 
+from tl_jax import errors
 from tl_jax import data as data_lib
 from tl_jax import config as config_lib
-from tl_jax import experiment
+from tl_jax import pieces as pieces_lib
 from tl_jax import models
 from tl_jax.train import checkpoint as checkpoint_lib
 from tl_jax.train import health as health_lib
@@ -32,10 +33,10 @@ from tl_jax.train import metrics as metrics_lib
 from tl_jax.train import parallel
 from tl_jax.train import step as step_lib
 from tl_jax.train import workdir as workdir_lib
-from tl_jax.transfer import objectives
+from tl_jax.methods import objectives
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(errors.TlJaxError, RuntimeError):
   """The loss, the gradients or the update became NaN/inf; the last good checkpoint is kept."""
 
 
@@ -85,7 +86,7 @@ def check_config(config: mlc.ConfigDict) -> None:
   config_lib.validate(config)
 
 
-def check_fits(config: mlc.ConfigDict, pieces: experiment.Pieces, core: step_lib.TrainCore,
+def check_fits(config: mlc.ConfigDict, pieces: pieces_lib.Pieces, core: step_lib.TrainCore,
                evals: dict) -> None:
   """What only the built model, data and devices can tell; checked before the workdir is
   touched, so these mistakes never leave a half-started run behind."""
@@ -98,7 +99,7 @@ def check_fits(config: mlc.ConfigDict, pieces: experiment.Pieces, core: step_lib
     head = config.data[domain].head or ('shared' if named else '')
     size = named.get(head, 0) if head else cfg.num_classes
     if 0 < size < info.num_classes:
-      raise experiment.ConfigError(
+      raise pieces_lib.ConfigError(
           f'labels out of range: {domain} dataset {info.name!r} has {info.num_classes} classes '
           f'but its head has {size} outputs; set --config.model.num_classes=0 (sized from the '
           f'data) or >= {info.num_classes}')
@@ -106,12 +107,12 @@ def check_fits(config: mlc.ConfigDict, pieces: experiment.Pieces, core: step_lib
   t = config.train
   names = sorted(f'{name}/{m}' for name in evals for m in ('accuracy', 'loss'))
   if t.best_metric and t.best_metric not in names:
-    raise experiment.ConfigError(
+    raise pieces_lib.ConfigError(
         f'train.best_metric={t.best_metric!r} is not an eval metric of this run (it has: '
         f'{", ".join(names) or "none, no eval splits"}); set --config.train.best_metric to one '
         "of them, or to '' to keep only the latest checkpoints")
   if t.early_stopping_patience and not t.best_metric:
-    raise experiment.ConfigError('train.early_stopping_patience needs train.best_metric (the '
+    raise pieces_lib.ConfigError('train.early_stopping_patience needs train.best_metric (the '
                                  'eval metric to watch); set both, or the patience to 0')
   # Per-device rows must split into the gradient-accumulation micro-batches.
   host_rows = config.data.batch_size // jax.process_count()
@@ -121,7 +122,7 @@ def check_fits(config: mlc.ConfigDict, pieces: experiment.Pieces, core: step_lib
     if info is not None:
       examples = train_examples(config.data, domain, info)
       if config.data.batch_size > examples:
-        raise experiment.ConfigError(
+        raise pieces_lib.ConfigError(
             f'data.batch_size={config.data.batch_size} is larger than the {examples} training '
             f'examples of the {domain} dataset {info.name!r}: set --config.data.batch_size<='
             f'{examples}')
@@ -304,7 +305,7 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
   # -----------------------------------------------------------------------------------------
   parallel.maybe_initialize_distributed(config.parallel.distributed)
   check_config(config)
-  pieces = experiment.build(config)
+  pieces = pieces_lib.build(config)
   module = pieces.module
   core = step_lib.TrainCore(config, module, pieces.params, pretrained_params=pieces.params)
   num_devices = core.launcher.num_devices
@@ -477,7 +478,7 @@ def restore_run(workdir: str | os.PathLike):
   config it was trained with; restored.state (on the devices) holds its params (method-owned
   ones included). Read-only: safe to call on a run that is training."""
   config = saved_config(workdir)
-  pieces = experiment.build(config)
+  pieces = pieces_lib.build(config)
   core = step_lib.TrainCore(config, pieces.module, pieces.params,
                             pretrained_params=pieces.params)
   # Read-only: safe beside a live trainer (creates, cleans up and moves nothing).

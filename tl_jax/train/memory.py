@@ -15,8 +15,10 @@ import dataclasses
 import jax
 import numpy as np
 
+from tl_jax import errors
 
-class DoesNotFitError(ValueError):
+
+class DoesNotFitError(errors.TlJaxError, ValueError):
   """A batch that does not fit into device memory; the message names the key to lower."""
 
 

@@ -31,14 +31,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tl_jax.transfer import freezing
-from tl_jax.transfer import objectives
+from tl_jax import errors
+from tl_jax.train import freezing
+from tl_jax.methods import objectives
 
 OPTIMIZERS = ('adamw', 'sgd', 'adafactor')
 SCHEDULES = ('constant', 'warmup_cosine', 'warmup_linear')
 
 
-class OptimizerConfigError(ValueError):
+class OptimizerConfigError(errors.TlJaxError, ValueError):
   """An optimizer, schedule or multiplier setting that cannot be built."""
 
 

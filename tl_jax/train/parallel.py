@@ -23,17 +23,16 @@ import jax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
+from tl_jax import errors
+from tl_jax.errors import BatchSizeError  # one class for the data and the devices
+
 AXIS = 'data'
 MODES = ('pmap', 'shard_map')
 DISTRIBUTED = ('auto', 'on', 'off')
 
 
-class ParallelError(ValueError):
+class ParallelError(errors.TlJaxError, ValueError):
   """A parallel setting or a batch layout that cannot work on these devices."""
-
-
-class BatchSizeError(ParallelError):
-  """A batch that does not split evenly over the devices (or micro-batches)."""
 
 
 # -------------------------------------------------------------------------------------------

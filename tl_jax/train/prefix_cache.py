@@ -29,10 +29,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tl_jax import errors
+
 PASSTHROUGH = ('attention_mask', 'label', 'label_probs', 'mask')  # kept next to the cache
 
 
-class PrefixCacheError(ValueError):
+class PrefixCacheError(errors.TlJaxError, ValueError):
   """A frozen-prefix cache that cannot be built or used as asked."""
 
 

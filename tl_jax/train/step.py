@@ -19,31 +19,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tl_jax import errors
+from tl_jax.models.forward import forward
 from tl_jax.train import optim
 from tl_jax.train import parallel
 from tl_jax.train.state import TrainState
-from tl_jax.transfer import freezing
-from tl_jax.transfer import lambdas
-from tl_jax.transfer import objectives
+from tl_jax.train import freezing
+from tl_jax.methods import lambdas
+from tl_jax.methods import objectives
 
 AXIS = parallel.AXIS
-# prefix_hidden: cached boundary activations of a frozen prefix (tl_jax.train.prefix_cache).
-TEXT_INPUTS = ('input_ids', 'attention_mask', 'token_type_ids', 'prefix_hidden')
 Batch = Mapping[str, Any]
 
 
-class StepConfigError(ValueError):
+class StepConfigError(errors.TlJaxError, ValueError):
   """A training-step setting that cannot be used."""
-
-
-def forward(module: Any, params: Any, batch: Batch, *, train: bool,
-            rng: jax.Array | None = None) -> Any:
-  """The model on one domain's batch: ViT takes `image`, BERT the text inputs."""
-  rngs = {'dropout': rng} if train else {}
-  if 'image' in batch:
-    return module.apply({'params': params}, batch['image'], train=train, rngs=rngs)
-  inputs = {k: batch[k] for k in TEXT_INPUTS if k in batch}
-  return module.apply({'params': params}, train=train, rngs=rngs, **inputs)
 
 
 def _all_finite(tree: Any) -> jax.Array:

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 from absl import logging
 import filelock
 
+from tl_jax import errors
 import tl_jax
 
 LOCK_FILE = ".lock"
@@ -35,7 +36,7 @@ _OWN_ENTRIES = {LOCK_FILE, RUN_FILE, CONFIG_FILE, "checkpoints", "checkpoints_re
                 "metrics.jsonl", "tensorboard", "export"}
 
 
-class WorkdirError(ValueError):
+class WorkdirError(errors.TlJaxError, ValueError):
   """A workdir that cannot be used as asked; the message names the fix."""
 
 

@@ -22,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import flax
 import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 
-from tl_jax.transfer import freezing
-from tl_jax.transfer import objectives
+from tl_jax.methods import objectives
 
 
 def default_config() -> mlc.ConfigDict:
@@ -52,7 +52,7 @@ def teacher_outputs(ctx: objectives.Context, domain: str) -> Any:
   if ctx.forward is None or ctx.pretrained is None:
     raise objectives.ObjectiveError('distillation needs the train step to pass the model '
                                     '(ctx.forward) and the pretrained params')
-  teacher = freezing.unflatten(jax.lax.stop_gradient(dict(ctx.pretrained)))
+  teacher = flax.traverse_util.unflatten_dict(jax.lax.stop_gradient(dict(ctx.pretrained)), sep='/')
   return jax.tree.map(jax.lax.stop_gradient, ctx.forward(teacher, ctx.batches[domain]))
 
 

@@ -1,7 +1,27 @@
-"""Shared recipes of the method configs: the setting a table compares methods in.
+"""What the configs share: the recipes a table compares methods in, and the `:arg` parser.
 
-A config calls one and then adds its method, so every row of a table differs only by the method.
+A config calls a recipe and then adds its method, so every row of a table differs only by the
+method. Configs import this as `from tl_jax.configs import common` (configs/ ships inside the
+package as tl_jax/configs).
 """
+
+import pathlib
+
+# Architectures that are trained from a random init: only their config.json ships.
+MODELS_DIR = pathlib.Path(__file__).resolve().parent / 'models'
+
+
+def parse_options(arg: str, allowed: tuple[str, ...], *, where: str) -> tuple[str, dict[str, int]]:
+  """'NAME,key=N,key=N' -> (NAME, {key: N}); one error naming the allowed keys otherwise."""
+  name, *options = arg.split(',')
+  try:
+    opts = {k: int(v) for k, v in (o.split('=', 1) for o in options)}
+  except ValueError:
+    opts = {'?': 0}
+  if set(opts) - set(allowed):
+    spelled = ','.join(f'{k}=N' for k in allowed)
+    raise ValueError(f"{where}: arg {arg!r}; options are ',{spelled}'")
+  return name, opts
 
 
 def few_shot_bbc(config):
@@ -18,7 +38,7 @@ def few_shot_bbc(config):
   return config
 
 
-VIT_DIR = 'runs/da_table/vit_random'  # written by experiments/da_table.py (HF layout)
+VIT_DIR = str(MODELS_DIR / 'vit_digits16')  # 16x16 input, patch 4, width 64, 2 layers
 
 
 def digits_uda(config):

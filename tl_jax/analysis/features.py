@@ -27,11 +27,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tl_jax import errors
 from tl_jax.models import layers
-from tl_jax.train import step as step_lib
+from tl_jax.models.forward import forward, model_inputs
 
 
-class FeatureError(ValueError):
+class FeatureError(errors.TlJaxError, ValueError):
   """A layer, split or cache the feature extractor cannot use."""
 
 
@@ -74,7 +75,7 @@ def feature_fn(module, layer: int | None = None):
   pooling = module.config.pooling
 
   def fn(params, batch):
-    out = step_lib.forward(module, params, batch, train=False)
+    out = forward(module, params, batch, train=False)
     if layer is None:
       return out.pooled.astype(jnp.float32)
     hidden = out.hidden_states[layer]
@@ -85,10 +86,6 @@ def feature_fn(module, layer: int | None = None):
     return layers.masked_mean(hidden, batch.get('attention_mask'))
 
   return jax.jit(fn)
-
-
-def model_inputs(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-  return {k: v for k, v in batch.items() if k in step_lib.TEXT_INPUTS or k == 'image'}
 
 
 def extract(fn, params, batches: Iterable[Mapping[str, np.ndarray]]) -> tuple[np.ndarray,
@@ -200,13 +197,13 @@ def split_features(config, split: str, *, cache_dir: str | os.PathLike | None = 
                    tokenizer=None, limit: int = 0) -> Features:
   """Features of every example of `config.data.target` / `split` (first `limit` if > 0).
 
-  The backbone comes from `config.model` (built once by tl_jax.experiment unless module/params
+  The backbone comes from `config.model` (built once by tl_jax.pieces unless module/params
   [+ tokenizer] or `pieces` are given).
   """
   from tl_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from tl_jax import experiment  # pylint: disable=g-import-not-at-top
+  from tl_jax import pieces as pieces_lib  # pylint: disable=g-import-not-at-top
   if module is None:
-    pieces = pieces or experiment.build(config)
+    pieces = pieces or pieces_lib.build(config)
     module, params, tokenizer = pieces.module, pieces.params, pieces.tokenizer
   data_cfg = eval_data_config(config, split)
   info = data_lib.dataset_info(data_cfg.target, data_cfg)

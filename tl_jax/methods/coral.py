@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 
-from tl_jax.transfer import dann as dann_lib
-from tl_jax.transfer import objectives
+from tl_jax.methods import adversarial
+from tl_jax.methods import objectives
 
 NORMALIZE = ('d2', 'source')
 
@@ -57,8 +57,9 @@ def coral_loss(x_s: jax.Array, x_t: jax.Array, w_s: jax.Array | None = None,
 @objectives.register('coral')
 def coral(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
   cfg = objectives.method_settings(ctx.config, 'coral', default_config())
-  value = coral_loss(dann_lib.features(ctx, 'source'), dann_lib.features(ctx, 'target'),
-                     dann_lib.row_weights(ctx.batches['source']),
-                     dann_lib.row_weights(ctx.batches['target']),
+  value = coral_loss(adversarial.pooled_features(ctx, 'source'),
+                     adversarial.pooled_features(ctx, 'target'),
+                     adversarial.row_weights(ctx.batches['source']),
+                     adversarial.row_weights(ctx.batches['target']),
                      normalize=cfg.get('normalize', 'd2'))
   return cfg.weight * value, {'coral/loss': value}

@@ -1,13 +1,8 @@
-"""DANN (Ganin & Lempitsky 2015, "Unsupervised domain adaptation by backpropagation").
+"""What the domain-adaptation methods share: a small MLP (discriminators, adversarial heads), the
+pooled features of a domain, the padding mask, the warmed-up reversal coefficient, the domain BCE.
 
-A domain discriminator D (an MLP on the pooled features, owned by this objective) learns to tell
-source (1) from target (0) through a gradient reversal layer, so the same minimisation makes the
-features domain-invariant:
-
-  L_dann = weight · ½ (BCE(D(R(f_s)), 1) + BCE(D(R(f_t)), 0)),  R = grl.gradient_reversal(·, c)
-
-with the reversal coefficient warmed up from the step, c = coeff·(2/(1+exp(−γp))−1), p = step /
-train.num_steps (the paper's schedule, lambdas.dann). Config: transfer.dann (default_config()).
+No objective is registered here; dann.py, cdan.py, mdd.py, coral.py, mmd.py and importance.py
+build on these.
 """
 
 from __future__ import annotations
@@ -17,32 +12,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections as mlc
 import optax
 
-from tl_jax.transfer import grl
-from tl_jax.transfer import lambdas
-from tl_jax.transfer import objectives
+from tl_jax.methods import lambdas
+from tl_jax.methods import objectives
 
 SOURCE, TARGET = 1.0, 0.0  # domain labels of the discriminator
-
-
-def default_config() -> mlc.ConfigDict:
-  return mlc.ConfigDict(dict(
-      weight=1.0,  # scale of the domain loss in the joint objective
-      coeff=1.0,  # final gradient-reversal coefficient
-      gamma=10.0,  # warm-up speed of the coefficient (the paper's 10)
-      hidden=(256, 256),  # discriminator hidden widths (ReLU)
-      # The discriminator's own optimisation (its params live under objectives/dann/):
-      # LR = optimizer.learning_rate x lr_multiplier, two time scales, 10 as in the reference
-      # code (Ganin's and thuml's discriminators train at lr_mult 10; on the tiny test at 1 the
-      # discriminator is outrun by the reversed features, domain loss 3.0 after 30 steps, at
-      # 10 it holds at 0.98), and its own optimizer ('' = optimizer.name). Health:
-      # dann/domain_accuracy and dann/domain_loss are watched (tl_jax/train/health.py; chance
-      # 0.5 and ln 2); a collapse is warned about and reported.
-      lr_multiplier=10.0,
-      optimizer='',
-  ))
 
 
 # -------------------------------------------------------------------------------------------
@@ -83,7 +58,8 @@ def row_weights(batch: Mapping[str, jax.Array]) -> jax.Array:
   return jnp.ones(first.shape[:1], jnp.float32)
 
 
-def features(ctx: objectives.Context, domain: str) -> jax.Array:
+def pooled_features(ctx: objectives.Context, domain: str) -> jax.Array:
+  """The pooled features of `domain`'s batch in float32; one error when that domain is absent."""
   if domain not in ctx.outputs:
     raise objectives.ObjectiveError(
         f'domain adaptation needs a source and a target batch; set data.source.name (and '
@@ -106,22 +82,3 @@ def domain_bce(ctx: objectives.Context, logits_s: jax.Array, logits_t: jax.Array
   acc = 0.5 * (ctx.mean((logits_s > 0).astype(jnp.float32), w_s)
                + ctx.mean((logits_t <= 0).astype(jnp.float32), w_t))
   return loss, acc
-
-
-def _init(rng: jax.Array, dims: objectives.FeatureDims, config: Any) -> dict[str, Any]:
-  cfg = objectives.method_settings(config, 'dann', default_config())
-  return mlp_init(rng, (dims.feature_dim, *cfg.hidden, 1))
-
-
-@objectives.register('dann', init=_init)
-def dann(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
-  cfg = objectives.method_settings(ctx.config, 'dann', default_config())
-  coeff = warmup_coeff(ctx, cfg.coeff, cfg.gamma)
-  disc = ctx.method_params('dann')
-  f_s, f_t = features(ctx, 'source'), features(ctx, 'target')
-  d_s = mlp_apply(disc, grl.gradient_reversal(f_s, coeff))
-  d_t = mlp_apply(disc, grl.gradient_reversal(f_t, coeff))
-  loss, acc = domain_bce(ctx, d_s, d_t, row_weights(ctx.batches['source']),
-                         row_weights(ctx.batches['target']))
-  return cfg.weight * loss, {'dann/domain_loss': loss, 'dann/domain_accuracy': acc,
-                             'dann/coeff': coeff}

@@ -11,11 +11,12 @@ from typing import Any
 
 import ml_collections as mlc
 
+from tl_jax import errors
 from tl_jax import data as data_lib
 from tl_jax import models
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.TlJaxError, ValueError):
   """A config whose parts do not fit together."""
 
 

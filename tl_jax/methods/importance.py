@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 
-from tl_jax.transfer import dann as dann_lib
-from tl_jax.transfer import objectives
+from tl_jax.methods import adversarial
+from tl_jax.methods import objectives
 
 
 def default_config() -> mlc.ConfigDict:
@@ -353,7 +353,7 @@ def _init(rng: jax.Array, dims: objectives.FeatureDims, config: Any) -> dict[str
   cfg = objectives.method_settings(config, 'importance', default_config())
   if check_estimator(cfg.get('estimator', 'classifier')) != 'classifier':
     return {}  # KMM/KLIEP own no params (JointObjective.init_params leaves them out)
-  return dann_lib.mlp_init(rng, (dims.feature_dim, *cfg.hidden, 1))
+  return adversarial.mlp_init(rng, (dims.feature_dim, *cfg.hidden, 1))
 
 
 def _gather(x: jax.Array, axis_name: str | None) -> jax.Array:
@@ -407,18 +407,18 @@ def self_normalised(ratio: jax.Array, w: jax.Array, ctx: objectives.Context,
 def importance_weighting(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
   cfg = objectives.method_settings(ctx.config, 'importance', default_config())
   estimator = check_estimator(cfg.get('estimator', 'classifier'))
-  f_s = jax.lax.stop_gradient(dann_lib.features(ctx, 'source'))
-  f_t = jax.lax.stop_gradient(dann_lib.features(ctx, 'target'))
-  w_s, w_t = dann_lib.row_weights(ctx.batches['source']), dann_lib.row_weights(
-      ctx.batches['target'])
+  f_s = jax.lax.stop_gradient(adversarial.pooled_features(ctx, 'source'))
+  f_t = jax.lax.stop_gradient(adversarial.pooled_features(ctx, 'target'))
+  w_s = adversarial.row_weights(ctx.batches['source'])
+  w_t = adversarial.row_weights(ctx.batches['target'])
   total = jnp.zeros((), jnp.float32)
   metrics: objectives.Metrics = {}
   if estimator == 'classifier':
     clf = ctx.method_params('importance_weighting')
-    logit_s = dann_lib.mlp_apply(clf, f_s).reshape(-1)
-    logit_t = dann_lib.mlp_apply(clf, f_t).reshape(-1)
-    # dann.domain_bce labels source 1, target 0: flip the sign so the logit is log P(T|x)/P(S|x).
-    bce, acc = dann_lib.domain_bce(ctx, -logit_s, -logit_t, w_s, w_t)
+    logit_s = adversarial.mlp_apply(clf, f_s).reshape(-1)
+    logit_t = adversarial.mlp_apply(clf, f_t).reshape(-1)
+    # adversarial.domain_bce labels source 1, target 0: flip the sign so the logit is log P(T|x)/P(S|x).
+    bce, acc = adversarial.domain_bce(ctx, -logit_s, -logit_t, w_s, w_t)
     total = cfg.weight * bce
     metrics.update({'importance/domain_loss': bce, 'importance/domain_accuracy': acc})
     ratio = ratio_from_logits(logit_s)

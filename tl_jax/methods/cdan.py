@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 
-from tl_jax.transfer import dann as dann_lib
-from tl_jax.transfer import grl
-from tl_jax.transfer import objectives
+from tl_jax.methods import adversarial
+from tl_jax.methods import grl
+from tl_jax.methods import objectives
 
 
 def default_config() -> mlc.ConfigDict:
@@ -45,7 +45,7 @@ def _init(rng: jax.Array, dims: objectives.FeatureDims, config: Any) -> dict[str
   cfg = objectives.method_settings(config, 'cdan', default_config())
   if not dims.num_classes:
     raise objectives.ObjectiveError('cdan conditions on the classifier: the model needs a head')
-  return dann_lib.mlp_init(rng, (_input_dim(dims, cfg), *cfg.hidden, 1))
+  return adversarial.mlp_init(rng, (_input_dim(dims, cfg), *cfg.hidden, 1))
 
 
 def multilinear_map(f: jax.Array, g: jax.Array, random_dim: int = 0) -> jax.Array:
@@ -67,17 +67,17 @@ def entropy_weights(probs: jax.Array) -> jax.Array:
 @objectives.register('cdan', init=_init)
 def cdan(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
   cfg = objectives.method_settings(ctx.config, 'cdan', default_config())
-  coeff = dann_lib.warmup_coeff(ctx, cfg.coeff, cfg.gamma)
+  coeff = adversarial.warmup_coeff(ctx, cfg.coeff, cfg.gamma)
   disc = ctx.method_params('cdan')
   logits, weights = {}, {}
   for domain in ('source', 'target'):
-    f = dann_lib.features(ctx, domain)
+    f = adversarial.pooled_features(ctx, domain)
     g = jax.lax.stop_gradient(jax.nn.softmax(ctx.logits(domain).astype(jnp.float32)))
     h = multilinear_map(f, g, int(cfg.random_dim))
-    logits[domain] = dann_lib.mlp_apply(disc, grl.gradient_reversal(h, coeff))
-    w = dann_lib.row_weights(ctx.batches[domain])
+    logits[domain] = adversarial.mlp_apply(disc, grl.gradient_reversal(h, coeff))
+    w = adversarial.row_weights(ctx.batches[domain])
     weights[domain] = w * entropy_weights(g) if cfg.entropy else w
-  loss, acc = dann_lib.domain_bce(ctx, logits['source'], logits['target'], weights['source'],
+  loss, acc = adversarial.domain_bce(ctx, logits['source'], logits['target'], weights['source'],
                                   weights['target'])
   return cfg.weight * loss, {'cdan/domain_loss': loss, 'cdan/domain_accuracy': acc,
                              'cdan/coeff': coeff}

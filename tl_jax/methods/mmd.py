@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 
-from tl_jax.transfer import dann as dann_lib
-from tl_jax.transfer import objectives
+from tl_jax.methods import adversarial
+from tl_jax.methods import objectives
 
 ESTIMATORS = ('unbiased', 'linear')
 
@@ -107,8 +107,8 @@ def mmd2(x, y, w_x=None, w_y=None, *, estimator: str = 'unbiased', **kw) -> jax.
 @objectives.register('mmd')
 def mmd(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
   cfg = objectives.method_settings(ctx.config, 'mmd', default_config())
-  f_s, f_t = dann_lib.features(ctx, 'source'), dann_lib.features(ctx, 'target')
-  value = mmd2(f_s, f_t, dann_lib.row_weights(ctx.batches['source']),
-               dann_lib.row_weights(ctx.batches['target']), estimator=cfg.estimator,
+  f_s, f_t = adversarial.pooled_features(ctx, 'source'), adversarial.pooled_features(ctx, 'target')
+  value = mmd2(f_s, f_t, adversarial.row_weights(ctx.batches['source']),
+               adversarial.row_weights(ctx.batches['target']), estimator=cfg.estimator,
                kernel_num=int(cfg.kernel_num), kernel_mul=float(cfg.kernel_mul))
   return cfg.weight * value, {'mmd/mmd2': value}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from tl_jax.transfer import objectives
+from tl_jax.methods import objectives
 
 
 def l2sp_terms(trainable: dict[str, jax.Array],

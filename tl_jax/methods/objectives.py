@@ -1,6 +1,6 @@
 """The joint objective L_T + λ(step)·L_S + Σ method terms, assembled from registered functions.
 
-A new objective is one function in one file of `tl_jax/transfer/`:
+A new objective is one function in one file of `tl_jax/methods/`:
 
     @objectives.register('my_method', needs=('pretrained',))
     def my_method(ctx: objectives.Context) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from tl_jax import errors
+
 DOMAINS = ('target', 'source')
 NEEDS = ('pretrained', 'hidden_states', 'attentions')
 PARAMS_KEY = 'objectives'  # top-level key of method-owned params in the params tree
@@ -38,7 +40,7 @@ Metrics = dict[str, jax.Array]
 ObjectiveFn = Callable[['Context'], tuple[jax.Array, Metrics]]
 
 
-class ObjectiveError(ValueError):
+class ObjectiveError(errors.TlJaxError, ValueError):
   """An objective name, head name or input the objectives cannot use."""
 
 
@@ -85,15 +87,15 @@ def register(name: str, *, needs: Sequence[str] = (),
 
 
 def _discover() -> None:
-  """Imports every module of tl_jax.transfer once, so their @register calls have run."""
+  """Imports every module of tl_jax.methods once, so their @register calls have run."""
   global _discovered
   if _discovered:
     return
   _discovered = True
-  package = importlib.import_module('tl_jax.transfer')
+  package = importlib.import_module('tl_jax.methods')
   for info in pkgutil.iter_modules(package.__path__):
     if not info.name.startswith('_'):
-      importlib.import_module(f'tl_jax.transfer.{info.name}')
+      importlib.import_module(f'tl_jax.methods.{info.name}')
 
 
 def method_settings(config: Any, key: str, default: Any = None, *, example: str = '') -> Any:

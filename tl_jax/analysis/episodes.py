@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 
-from tl_jax.transfer import linear_probe
+from tl_jax.analysis import linear_probe
 
 CLASSIFIERS = ('prototype', 'linear_probe')
 METRICS = ('cosine', 'euclidean')

@@ -31,6 +31,8 @@ from absl import logging
 import flax.traverse_util
 import numpy as np
 
+from tl_jax import errors
+
 FROZEN = 'frozen'
 TRAIN = 'train'
 PRESETS = ('all', 'head_only', 'lora', 'bottom:K', 'top:K')
@@ -45,7 +47,7 @@ _LAYER = re.compile(r'encoder/layer/(\d+)/')
 _TOP_BLOCK = r'(?!embeddings/|encoder/layer/\d+/).*'
 
 
-class FreezingError(ValueError):
+class FreezingError(errors.TlJaxError, ValueError):
   """A freezing rule, preset or schedule does not fit the parameters."""
 
 

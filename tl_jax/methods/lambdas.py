@@ -14,11 +14,13 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from tl_jax import errors
+
 KINDS = ('constant', 'linear', 'dann', 'step')
 LambdaFn = Callable[[Any], Any]
 
 
-class LambdaConfigError(ValueError):
+class LambdaConfigError(errors.TlJaxError, ValueError):
   """A λ schedule config that cannot be built."""
 
 

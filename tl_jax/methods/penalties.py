@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 
-from tl_jax.transfer import objectives
+from tl_jax.methods import objectives
 
 
 def default_config() -> mlc.ConfigDict:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 
-from tl_jax.transfer import linear_probe
+from tl_jax.analysis import linear_probe
 
 
 def default_config() -> mlc.ConfigDict:

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import ml_collections as mlc
 import optax
 
-from tl_jax.transfer import dann as dann_lib
-from tl_jax.transfer import grl
-from tl_jax.transfer import objectives
+from tl_jax.methods import adversarial
+from tl_jax.methods import grl
+from tl_jax.methods import objectives
 
 
 def default_config() -> mlc.ConfigDict:
@@ -40,7 +40,7 @@ def _init(rng: jax.Array, dims: objectives.FeatureDims, config: Any) -> dict[str
   cfg = objectives.method_settings(config, 'mdd', default_config())
   if not dims.num_classes:
     raise objectives.ObjectiveError('mdd needs the classification head of the model')
-  return dann_lib.mlp_init(rng, (dims.feature_dim, *cfg.hidden, dims.num_classes))
+  return adversarial.mlp_init(rng, (dims.feature_dim, *cfg.hidden, dims.num_classes))
 
 
 def disparity_terms(main_s: jax.Array, adv_s: jax.Array, main_t: jax.Array,
@@ -56,14 +56,15 @@ def disparity_terms(main_s: jax.Array, adv_s: jax.Array, main_t: jax.Array,
 @objectives.register('mdd', init=_init)
 def mdd(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
   cfg = objectives.method_settings(ctx.config, 'mdd', default_config())
-  coeff = dann_lib.warmup_coeff(ctx, cfg.coeff, cfg.gamma)
+  coeff = adversarial.warmup_coeff(ctx, cfg.coeff, cfg.gamma)
   head = ctx.method_params('mdd')
-  adv = {d: dann_lib.mlp_apply(head, grl.gradient_reversal(dann_lib.features(ctx, d), coeff))
+  adv = {d: adversarial.mlp_apply(
+             head, grl.gradient_reversal(adversarial.pooled_features(ctx, d), coeff))
          for d in ('source', 'target')}
   ce_s, log_t = disparity_terms(ctx.logits('source'), adv['source'], ctx.logits('target'),
                                 adv['target'])
-  source = ctx.mean(ce_s, dann_lib.row_weights(ctx.batches['source']))
-  target = ctx.mean(log_t, dann_lib.row_weights(ctx.batches['target']))
+  source = ctx.mean(ce_s, adversarial.row_weights(ctx.batches['source']))
+  target = ctx.mean(log_t, adversarial.row_weights(ctx.batches['target']))
   discrepancy = target - cfg.margin * source
   # How often the adversarial head agrees with the main one (on the source it should, on the
   # target it should not): logged with the disparity to judge the adversary's health.
@@ -73,6 +74,6 @@ def mdd(ctx: objectives.Context) -> tuple[jax.Array, objectives.Metrics]:
       'mdd/discrepancy': discrepancy, 'mdd/disparity': discrepancy, 'mdd/source_ce': source,
       'mdd/coeff': coeff,
       'mdd/source_agreement': ctx.mean(agree['source'],
-                                       dann_lib.row_weights(ctx.batches['source'])),
+                                       adversarial.row_weights(ctx.batches['source'])),
       'mdd/target_agreement': ctx.mean(agree['target'],
-                                       dann_lib.row_weights(ctx.batches['target']))}
+                                       adversarial.row_weights(ctx.batches['target']))}
