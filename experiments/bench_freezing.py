@@ -23,25 +23,38 @@ Run:  python experiments/bench_freezing.py                     (MiniLM-L6 shape,
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 from collections.abc import Callable
 from typing import Any
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
+from absl import flags
 
-from tl_jax.config import base_config
-from tl_jax.models import BertConfig, BertModel
-from tl_jax.models.bert import BertLayer
-from tl_jax.models import layers as layers_lib
-from tl_jax.train import parallel
-from tl_jax.train.step import TrainCore
-from tl_jax.train import freezing
+from tl_jax import harness
+
+harness.setup()  # before jax is imported
+
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from tl_jax.config import base_config  # noqa: E402
+from tl_jax.models import BertConfig, BertModel  # noqa: E402
+from tl_jax.models.bert import BertLayer  # noqa: E402
+from tl_jax.models import layers as layers_lib  # noqa: E402
+from tl_jax.train import parallel  # noqa: E402
+from tl_jax.train.step import TrainCore  # noqa: E402
+from tl_jax.train import freezing  # noqa: E402
+
+flags.DEFINE_integer('hidden', 384, 'hidden size')
+flags.DEFINE_integer('layers', 6, 'encoder layers')
+flags.DEFINE_integer('heads', 12, 'attention heads')
+flags.DEFINE_integer('vocab', 30522, 'vocabulary size')
+flags.DEFINE_integer('batch', 16, 'batch size')
+flags.DEFINE_integer('seq', 128, 'tokens per example')
+flags.DEFINE_integer('steps', 10, 'timing rounds')
 
 
 def best_times(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
@@ -108,16 +121,9 @@ def top_only(cfg: BertConfig, n_top: int, pooler: bool, inputs, labels, opt):
   return train, lambda: fwd(carry[0]), backward_flops
 
 
-def main():
-  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument('--hidden', type=int, default=384)
-  ap.add_argument('--layers', type=int, default=6)
-  ap.add_argument('--heads', type=int, default=12)
-  ap.add_argument('--vocab', type=int, default=30522)
-  ap.add_argument('--batch', type=int, default=16)
-  ap.add_argument('--seq', type=int, default=128)
-  ap.add_argument('--steps', type=int, default=10, help='timing rounds')
-  args = ap.parse_args()
+def main(argv) -> None:
+  del argv
+  args = flags.FLAGS
 
   L = args.layers
   cfg = BertConfig(vocab_size=args.vocab, hidden_size=args.hidden, num_layers=L,
@@ -217,4 +223,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  harness.run(main)

@@ -14,19 +14,16 @@ Prints the median seconds per epoch of each (after a warm-up epoch that compiles
 
 from __future__ import annotations
 
-import os
-import pathlib
 import statistics
 import time
 
-os.environ.setdefault('USE_TORCH', '0')
-os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+from absl import flags
 
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from tl_jax import harness
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-_CONFIG = config_flags.DEFINE_config_file('config', str(REPO / 'configs/linear_probe_bbc.py'))
+harness.setup()  # before jax is imported
+
+_CONFIG = harness.define_config('linear_probe_bbc.py')
 _EXAMPLES = flags.DEFINE_integer('examples', 256, 'training rows per epoch')
 _BATCH = flags.DEFINE_integer('batch_size', 32, 'probe minibatch (= backbone batch)')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'timed epochs of each kind')
@@ -93,4 +90,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.run(main)

@@ -8,12 +8,14 @@ embedding through a fixed random projection, gradients w.r.t. all params. Four j
 hits all alike; prints median and min seconds of `repeats` calls after a warm-up (compile) call.
 """
 
-import argparse
-import os
 import statistics
 import time
 
-os.environ.setdefault('USE_TORCH', '0')
+from absl import flags
+
+from tl_jax import harness
+
+harness.setup()  # before jax is imported
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -21,14 +23,15 @@ import numpy as np  # noqa: E402
 
 from tl_jax.models import load_pretrained  # noqa: E402
 
+flags.DEFINE_integer('repeats', 9, 'timed repeats')
+flags.DEFINE_integer('batch', 16, 'batch size')
+flags.DEFINE_integer('length', 128, 'tokens per example')
+flags.DEFINE_string('dtype', 'float32', 'float32 | bfloat16')
 
-def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument('--repeats', type=int, default=9)
-  parser.add_argument('--batch', type=int, default=16)
-  parser.add_argument('--length', type=int, default=128)
-  parser.add_argument('--dtype', default='float32')
-  args = parser.parse_args()
+
+def main(argv) -> None:
+  del argv
+  args = flags.FLAGS
 
   module, params = load_pretrained('minilm', pooling='mean', dtype=args.dtype)
   rng = np.random.RandomState(0)
@@ -83,4 +86,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  harness.run(main)

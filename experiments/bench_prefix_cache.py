@@ -15,18 +15,31 @@ figure is steadier on a shared machine).
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
 
-import jax
-import numpy as np
+from absl import flags
 
-from tl_jax.config import base_config
-from tl_jax.models import load_pretrained
-from tl_jax.train import parallel, prefix_cache
-from tl_jax.train.step import TrainCore
+from tl_jax import harness
+
+harness.setup()  # before jax is imported
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tl_jax.config import base_config  # noqa: E402
+from tl_jax.models import load_pretrained  # noqa: E402
+from tl_jax.train import parallel, prefix_cache  # noqa: E402
+from tl_jax.train.step import TrainCore  # noqa: E402
+
+flags.DEFINE_integer('examples', 256, 'training examples')
+flags.DEFINE_integer('batch', 16, 'batch size')
+flags.DEFINE_integer('seq', 128, 'tokens per example')
+flags.DEFINE_integer('repeats', 3, 'timed repeats')
+flags.DEFINE_integer('epochs_per_run', 3, 'for the amortised figure')
+flags.DEFINE_string('cache_dtype', 'float32', 'float32 | bfloat16')
+
 
 FROZEN = 4
 
@@ -37,15 +50,9 @@ def timed(fn):
   return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def main():
-  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument('--examples', type=int, default=256)
-  ap.add_argument('--batch', type=int, default=16)
-  ap.add_argument('--seq', type=int, default=128)
-  ap.add_argument('--repeats', type=int, default=3)
-  ap.add_argument('--epochs_per_run', type=int, default=3, help='for the amortised figure')
-  ap.add_argument('--cache_dtype', default='float32')
-  args = ap.parse_args()
+def main(argv) -> None:
+  del argv
+  args = flags.FLAGS
 
   module, params = load_pretrained('minilm', num_classes=5, pooling='pooler')
   rs = np.random.RandomState(0)
@@ -124,4 +131,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  harness.run(main)

@@ -26,7 +26,6 @@ the chip's dense bf16 peak (table below, by jax.devices()[0].device_kind).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import os
@@ -36,17 +35,35 @@ import statistics
 import time
 from typing import Any, Callable
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
+from absl import flags
 
-from tl_jax.config import base_config
-from tl_jax.models import BertConfig, BertModel, load_pretrained
-from tl_jax.train import parallel
-from tl_jax.train import prefix_cache
-from tl_jax.train.step import TrainCore
-from tl_jax.train import freezing
+from tl_jax import harness
+
+harness.setup()  # before jax is imported
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from tl_jax.config import base_config  # noqa: E402
+from tl_jax.models import BertConfig, BertModel, load_pretrained  # noqa: E402
+from tl_jax.train import parallel  # noqa: E402
+from tl_jax.train import prefix_cache  # noqa: E402
+from tl_jax.train.step import TrainCore  # noqa: E402
+from tl_jax.train import freezing  # noqa: E402
+
+flags.DEFINE_string('model', 'minilm', 'minilm (real weights) | bert-base (random)')
+flags.DEFINE_string('frameworks', 'tl_jax,hf_flax,torch',
+                    'comma-separated: tl_jax, hf_flax, torch')
+flags.DEFINE_string('dtypes', 'float32,bfloat16', 'comma-separated dtypes')
+flags.DEFINE_string('modes', 'full,frozen', 'comma-separated: full, frozen')
+flags.DEFINE_integer('batch', 16, 'batch size')
+flags.DEFINE_integer('seq', 128, 'tokens per example')
+flags.DEFINE_integer('steps', 3, 'timed steps per case per round')
+flags.DEFINE_integer('rounds', 3, 'timing rounds')
+flags.DEFINE_bool('ideal', True, 'time the frozen-mode ideal (--noideal skips it)')
+
 
 NUM_CLASSES = 5
 FROZEN_LAYERS = 4
@@ -299,18 +316,9 @@ def bf16_peak(kind: str) -> float | None:
 
 # ------------------------------------------------------------------------------------------
 
-def main():
-  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument('--model', default='minilm', help='minilm (real weights) | bert-base (random)')
-  ap.add_argument('--frameworks', default='tl_jax,hf_flax,torch')
-  ap.add_argument('--dtypes', default='float32,bfloat16')
-  ap.add_argument('--modes', default='full,frozen')
-  ap.add_argument('--batch', type=int, default=16)
-  ap.add_argument('--seq', type=int, default=128)
-  ap.add_argument('--steps', type=int, default=3, help='timed steps per case per round')
-  ap.add_argument('--rounds', type=int, default=3)
-  ap.add_argument('--no-ideal', action='store_true', help='skip the frozen-mode ideal')
-  args = ap.parse_args()
+def main(argv) -> None:
+  del argv
+  args = flags.FLAGS
   frameworks = args.frameworks.split(',')
   dtypes, modes = args.dtypes.split(','), args.modes.split(',')
 
@@ -352,7 +360,7 @@ def main():
         cases[(fw, dtype, mode)] = case
         print(f'  built {fw:8s} {dtype:9s} {mode:6s} first step {case.compile_s:6.2f} s',
               flush=True)
-    if 'tl_jax' in frameworks and 'frozen' in modes and not args.no_ideal:
+    if 'tl_jax' in frameworks and 'frozen' in modes and not not args.ideal:
       calls = {}
       tl_jax_ideal_parts(module, params, data, calls)
       for fn in calls.values():
@@ -431,4 +439,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  harness.run(main)

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
+
+from tl_jax import harness
+
+harness.setup()  # before jax is imported
 
 
 def final_eval(workdir: str | pathlib.Path) -> dict[str, float]:
@@ -33,7 +36,11 @@ def markdown_table(workdirs: list[str]) -> str:
   return '\n'.join(rows)
 
 
-if __name__ == '__main__':
-  if len(sys.argv) < 2:
+def main(argv) -> None:
+  if len(argv) < 2:
     raise SystemExit(__doc__)
-  print(markdown_table(sys.argv[1:]))
+  print(markdown_table(argv[1:]))
+
+
+if __name__ == '__main__':
+  harness.run(main)

@@ -3,7 +3,7 @@
   python experiments/da_validation.py [--config=configs/da_validation_digits.py]
          [--out=runs/da_validation] [--config.transfer.uda_validation.runs_dir=runs/da_table/runs]
 
-Every finished run RUNS_DIR/<method>_s<seed>/ (written by experiments/da_table.py) is restored
+Every finished run RUNS_DIR/<method>,seed=<seed>/ (written by experiments/da_table.py) is restored
 from its latest checkpoint with the run's own config.json (pieces.build + TrainCore +
 Checkpointer.restore_latest, as `tl-jax eval` does), then scored WITHOUT target labels
 (tl_jax/analysis/uda_validation.py): source validation accuracy; IWV and DEV with the density
@@ -27,23 +27,23 @@ import re
 import sys
 import time
 
-os.environ.setdefault('USE_TORCH', '0')
+from tl_jax import harness
 
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+harness.setup()  # before jax is imported
+
 import numpy as np  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-RUN_NAME = re.compile(r'^(?P<method>\w+)_s(?P<seed>\d+)$')  # not '<name>.old-<date>' copies
+# da_table's sweep runs '<method>,seed=<seed>' (and its older '<method>_s<seed>'); not
+# '<name>.old-<date>' copies.
+RUN_NAME = re.compile(r'^(?P<method>\w+)(?:,seed=|_s)(?P<seed>\d+)$')
 SCORES = ('source_val_accuracy', 'iwv', 'iwv_error', 'dev', 'neg_entropy', 'snd')
 LABELS = {'source_val_accuracy': 'source val acc', 'iwv': '−IWV (CE)', 'iwv_error': '−IWV (0-1)',
           'dev': '−DEV (CE)', 'neg_entropy': '−entropy', 'snd': 'SND'}
 ORACLE = 'oracle_target_test_accuracy'
 
 if __name__ == '__main__':
-  _CONFIG = config_flags.DEFINE_config_file('config',
-                                            str(REPO / 'configs/da_validation_digits.py'))
-  _OUT = flags.DEFINE_string('out', 'runs/da_validation', 'output folder')
+  _CONFIG = harness.define_config('da_validation_digits.py')
+  _OUT = harness.define_out('da_validation')
 
 
 class RunsMissingError(FileNotFoundError):
@@ -71,7 +71,7 @@ def finished_step(workdir: pathlib.Path) -> int | None:
 
 
 def find_runs(runs_dir: str | os.PathLike) -> list[pathlib.Path]:
-  """The finished run dirs <method>_s<seed> (config.json, checkpoints/, final eval logged)."""
+  """The finished run dirs <method>,seed=<seed> (config.json, checkpoints/, final eval logged)."""
   runs_dir = pathlib.Path(runs_dir)
   how = ('create them with `python experiments/da_table.py` (writes runs/da_table/runs), or '
          'point --config.transfer.uda_validation.runs_dir at such a folder')
@@ -87,7 +87,7 @@ def find_runs(runs_dir: str | os.PathLike) -> list[pathlib.Path]:
       continue
     runs.append(path)
   if not runs:
-    raise RunsMissingError(f'{runs_dir} holds no finished run (<method>_s<seed>/ with '
+    raise RunsMissingError(f'{runs_dir} holds no finished run (<method>,seed=<seed>/ with '
                            f'config.json, checkpoints/ and its final eval): {how}')
   return runs
 
@@ -276,26 +276,23 @@ def markdown(results: dict) -> str:
 
 
 def plot(results: dict, path: pathlib.Path) -> None:
+  """Each score vs the oracle target test accuracy, one colour per method."""
   from tl_jax import report  # pylint: disable=g-import-not-at-top
-  plt = report.pyplot()
   runs, summary = results['runs'], results['summary']
   methods = sorted({r['method'] for r in runs.values()})
-  colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
-  fig, axes = plt.subplots(2, 3, figsize=(13, 7))
-  for ax, score in zip(axes.ravel(), SCORES):
-    for method in methods:
-      rows = [r for r in runs.values() if r['method'] == method]
-      ax.scatter([r[score] for r in rows], [r[ORACLE] for r in rows], color=colors[method],
-                 label=method)
-    ax.set_xlabel(f'{LABELS[score]} (no target labels)')
-    ax.set_ylabel('oracle target test acc')
-    ax.set_title(f'Spearman ρ = {summary[score]["spearman"]:+.2f}', fontsize=9)
-    ax.grid(alpha=0.3)
-  axes[0, 0].legend(fontsize=7)
-  fig.suptitle('unsupervised DA validation: each score vs the oracle target test accuracy')
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  with report.figure(path, 2, 3, figsize=(13, 7), dpi=100) as (fig, axes):
+    colors = {m: report.pyplot().cm.tab10(i % 10) for i, m in enumerate(methods)}
+    for ax, score in zip(axes.ravel(), SCORES):
+      for method in methods:
+        rows = [r for r in runs.values() if r['method'] == method]
+        ax.scatter([r[score] for r in rows], [r[ORACLE] for r in rows], color=colors[method],
+                   label=method)
+      ax.set_xlabel(f'{LABELS[score]} (no target labels)')
+      ax.set_ylabel('oracle target test acc')
+      ax.set_title(f'Spearman ρ = {summary[score]["spearman"]:+.2f}', fontsize=9)
+      ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle('unsupervised DA validation: each score vs the oracle target test accuracy')
 
 
 def write_outputs(results: dict, out: pathlib.Path) -> str:
@@ -319,4 +316,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.run(main)

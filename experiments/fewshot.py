@@ -11,23 +11,19 @@ fewshot.png into --out.
 
 from __future__ import annotations
 
-import os
 import pathlib
 
-os.environ.setdefault('USE_TORCH', '0')
-os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+from tl_jax import harness
 
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+harness.setup()  # before jax is imported
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-_CONFIG = config_flags.DEFINE_config_file('config', str(REPO / 'configs/fewshot_bbc.py'))
-_OUT = flags.DEFINE_string('out', 'runs/fewshot', 'output folder')
+_CONFIG = harness.define_config('fewshot_bbc.py')
+_OUT = harness.define_out('fewshot')
 
 
 def main(argv):
   del argv
-  from tl_jax import pieces as pieces_lib, report  # pylint: disable=g-import-not-at-top
+  from tl_jax import pieces as pieces_lib  # pylint: disable=g-import-not-at-top
   from tl_jax.analysis import episodes, features  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   cfg = config.transfer.fewshot
@@ -50,22 +46,24 @@ def main(argv):
                                              for c in cfg.classifiers) + ' |')
   table = (f'{config.data.target.name}/{cfg.split}, {name}, {cfg.num_episodes} episodes '
            f'(seed {cfg.seed}); mean accuracy ± 95% CI\n\n' + '\n'.join(rows))
-  report.write(out, table, results)
-  plt = report.pyplot()
+  harness.write(out, table, results, plot=lambda r, path: plot(r, path, cfg.classifiers, name),
+                figure='fewshot.png')
+
+
+def plot(results: dict, path: pathlib.Path, classifiers, title: str) -> None:
+  """Query accuracy ± 95% CI per classifier, one bar per backbone init."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(5, 3))
+  from tl_jax import report  # pylint: disable=g-import-not-at-top
   width = 0.8 / len(results)
-  for i, (init, r) in enumerate(results.items()):
-    ax.bar(np.arange(len(cfg.classifiers)) + i * width, [r[c][0] for c in cfg.classifiers],
-           width, yerr=[r[c][1] for c in cfg.classifiers], label=init)
-  ax.set_xticks(np.arange(len(cfg.classifiers)) + 0.4 - width / 2, cfg.classifiers)
-  ax.set_ylabel('query accuracy')
-  ax.set_title(name)
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(out / 'fewshot.png', dpi=100)
-  print(table)
+  with report.figure(path, figsize=(5, 3), dpi=100) as (_, ax):
+    for i, (init, r) in enumerate(results.items()):
+      ax.bar(np.arange(len(classifiers)) + i * width, [r[c][0] for c in classifiers],
+             width, yerr=[r[c][1] for c in classifiers], label=init)
+    ax.set_xticks(np.arange(len(classifiers)) + 0.4 - width / 2, classifiers)
+    ax.set_ylabel('query accuracy')
+    ax.set_title(title)
+    ax.legend()
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.run(main)

@@ -11,24 +11,20 @@ The probe is full-batch from a zero init, so it is deterministic: no seeds to av
 
 from __future__ import annotations
 
-import os
 import pathlib
 import time
 
-os.environ.setdefault('USE_TORCH', '0')
-os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+from tl_jax import harness
 
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+harness.setup()  # before jax is imported
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-_CONFIG = config_flags.DEFINE_config_file('config', str(REPO / 'configs/linear_probe_bbc.py'))
-_OUT = flags.DEFINE_string('out', 'runs/linear_probe', 'output folder')
+_CONFIG = harness.define_config('linear_probe_bbc.py')
+_OUT = harness.define_out('linear_probe')
 
 
 def main(argv):
   del argv
-  from tl_jax import pieces as pieces_lib, report  # pylint: disable=g-import-not-at-top
+  from tl_jax import pieces as pieces_lib  # pylint: disable=g-import-not-at-top
   from tl_jax.analysis import features, linear_probe  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   cfg = config.transfer.linear_probe
@@ -60,16 +56,19 @@ def main(argv):
                 f'{r["feature_seconds"]:.1f}{" (cached)" if r["from_cache"] else ""} | '
                 f'{r["probe_seconds"]:.2f} |')
   table = '\n'.join(rows)
-  report.write(out, table, results)
-  plt = report.pyplot()
-  fig, ax = plt.subplots(figsize=(4, 3))
-  ax.bar(list(results), [r['eval_accuracy'] for r in results.values()])
-  ax.set_ylabel(f'{cfg.eval_split} accuracy')
-  ax.set_title(f'linear probe: {config.model.name} on {config.data.target.name}')
-  fig.tight_layout()
-  fig.savefig(out / 'linear_probe.png', dpi=100)
-  print(table)
+  title = f'linear probe: {config.model.name} on {config.data.target.name}'
+  harness.write(out, table, results, figure='linear_probe.png',
+                plot=lambda r, path: plot(r, path, f'{cfg.eval_split} accuracy', title))
+
+
+def plot(results: dict, path: pathlib.Path, ylabel: str, title: str) -> None:
+  """Eval accuracy per backbone init."""
+  from tl_jax import report  # pylint: disable=g-import-not-at-top
+  with report.figure(path, figsize=(4, 3), dpi=100) as (_, ax):
+    ax.bar(list(results), [r['eval_accuracy'] for r in results.values()])
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.run(main)

@@ -16,16 +16,15 @@ training tasks and the test tasks. Writes table.md, results.json and meta.png in
 
 from __future__ import annotations
 
-import os
 import pathlib
 
-os.environ.setdefault('USE_TORCH', '0')
+from absl import flags
 
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from tl_jax import harness
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-_CONFIG = config_flags.DEFINE_config_file('config', str(REPO / 'configs/maml_sinusoid.py'))
+harness.setup()  # before jax is imported
+
+_CONFIG = harness.define_config('maml_sinusoid.py')
 _OUT = flags.DEFINE_string('out', '', 'output folder (default runs/meta_<task>)')
 
 
@@ -45,7 +44,6 @@ def main(argv):
   del argv
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from tl_jax import report  # pylint: disable=g-import-not-at-top
   from tl_jax.analysis import maml  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   m = config.transfer.maml
@@ -102,20 +100,22 @@ def main(argv):
         f'{np.mean(r[k]):.4f} ± {np.std(r[k]):.4f}' for k in ks) + ' |')
   table = (f'{m.task}: {metric_name} on {m.eval_tasks} new tasks after k fine-tuning steps, '
            f'mean ± std over seeds {tuple(m.seeds)}\n\n' + '\n'.join(rows))
-  report.write(out, table, results)
-  plt = report.pyplot()
-  fig, ax = plt.subplots(figsize=(5, 3.5))
-  for name, r in results.items():
-    ax.errorbar([int(k) for k in ks], [np.mean(r[k]) for k in ks],
-                yerr=[np.std(r[k]) for k in ks], label=name, marker='o', capsize=3)
-  ax.set_xlabel('fine-tuning steps on the new task')
-  ax.set_ylabel(metric_name)
-  ax.set_title(m.task)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(out / 'meta.png', dpi=100)
-  print(table)
+  harness.write(out, table, results, figure='meta.png',
+                plot=lambda r, path: plot(r, path, ks, metric_name, m.task))
+
+
+def plot(results: dict, path: pathlib.Path, ks, metric_name: str, title: str) -> None:
+  """The metric on new tasks vs fine-tuning steps, one line per init."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  with report.figure(path, figsize=(5, 3.5), dpi=100) as (_, ax):
+    for name, r in results.items():
+      ax.errorbar([int(k) for k in ks], [np.mean(r[k]) for k in ks],
+                  yerr=[np.std(r[k]) for k in ks], label=name, marker='o', capsize=3)
+    ax.set_xlabel('fine-tuning steps on the new task')
+    ax.set_ylabel(metric_name)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.run(main)

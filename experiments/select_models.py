@@ -12,20 +12,15 @@ Writes table.md and results.json into --out.
 
 from __future__ import annotations
 
-import json
-import os
 import pathlib
 import time
 
-os.environ.setdefault('USE_TORCH', '0')
-os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+from tl_jax import harness
 
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+harness.setup()  # before jax is imported
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-_CONFIG = config_flags.DEFINE_config_file('config', str(REPO / 'configs/selection_bbc.py'))
-_OUT = flags.DEFINE_string('out', 'runs/selection', 'output folder')
+_CONFIG = harness.define_config('selection_bbc.py')
+_OUT = harness.define_out('selection')
 SCORES = ('logme', 'h_score', 'leep', 'nce')
 
 
@@ -70,10 +65,8 @@ def main(argv):
   table = (f'{config.data.target.name}/{cfg.split}, first {cfg.limit} examples, max_length '
            f'{config.data.max_length}; layer k = hidden state k pooled like the model\n\n'
            + '\n'.join(rows))
-  (out / 'table.md').write_text(table + '\n')
-  (out / 'results.json').write_text(json.dumps(results, indent=1))
-  print(table)
+  harness.write(out, table, results)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.run(main)

@@ -21,15 +21,13 @@ export is missing, this script pre-trains it first with that script's own code (
 
 from __future__ import annotations
 
-import os
 import pathlib
-import sys
 import time
 
-os.environ.setdefault('USE_TORCH', '0')
+from tl_jax import harness
 
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+harness.setup()  # before jax is imported
+
 import numpy as np  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -42,8 +40,8 @@ LABELS = {'target_only': 'Target only (k-shot probe)', 'source_only': 'Source on
           'tradaboost_balanced': 'TrAdaBoost (target starts with share s of the weight)'}
 
 if __name__ == '__main__':
-  _CONFIG = config_flags.DEFINE_config_file('config', str(REPO / 'configs/tradaboost_digits.py'))
-  _OUT = flags.DEFINE_string('out', 'runs/tradaboost', 'output folder')
+  _CONFIG = harness.define_config('tradaboost_digits.py')
+  _OUT = harness.define_out('tradaboost')
 
 
 def ensure_backbone(config) -> None:
@@ -52,8 +50,9 @@ def ensure_backbone(config) -> None:
   name = pathlib.Path(str(config.model.name))
   if (name / 'config.json').exists() or name.resolve() != (REPO / PRETRAINED_VIT).resolve():
     return
-  sys.path.insert(0, str(REPO / 'experiments'))
-  import freezing_benchmark  # pylint: disable=g-import-not-at-top
+  from tl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  freezing_benchmark = config_lib.load_module(REPO / 'experiments' / 'freezing_benchmark.py',
+                                              'freezing_benchmark')
   outdir = name.resolve().parent.parent.parent  # OUTDIR/pretrain/vit_digits/export
   print(f'{name} is missing: pre-training it with experiments/freezing_benchmark.py', flush=True)
   exported = freezing_benchmark.pretrain_vit(outdir, quick=False)
@@ -170,26 +169,23 @@ def markdown(results: dict) -> str:
 
 
 def plot(results: dict, path: pathlib.Path) -> None:
+  """Target test accuracy per method, mean ± std over seeds (dots: seeds)."""
   from tl_jax import report  # pylint: disable=g-import-not-at-top
-  plt = report.pyplot()
   rows, s = results['seeds'], results['setting']
   names = methods(rows)
   acc = [np.array([r[m] for r in rows]) for m in names]
-  fig, ax = plt.subplots(figsize=(7, 3.8))
-  ax.bar(range(len(names)), [a.mean() for a in acc], yerr=[a.std() for a in acc], capsize=4)
-  for i, a in enumerate(acc):
-    ax.plot([i] * len(a), a, 'k.', alpha=0.6)
   short = {'tradaboost': 'TrAdaBoost\n(uniform start)',
            'tradaboost_balanced': 'TrAdaBoost\n(balanced start)'}
-  ax.set_xticks(range(len(names)), [short.get(m, LABELS[m].split(' (')[0]) for m in names],
-                rotation=15, fontsize=8)
-  ax.set_ylabel('target test accuracy')
-  ax.set_ylim(0, 1)
-  ax.set_title(f'{s["source"]} -> {s["target"]}, {s["shots"]}-shot, mean ± std over seeds',
-               fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  with report.figure(path, figsize=(7, 3.8)) as (_, ax):
+    ax.bar(range(len(names)), [a.mean() for a in acc], yerr=[a.std() for a in acc], capsize=4)
+    for i, a in enumerate(acc):
+      ax.plot([i] * len(a), a, 'k.', alpha=0.6)
+    ax.set_xticks(range(len(names)), [short.get(m, LABELS[m].split(' (')[0]) for m in names],
+                  rotation=15, fontsize=8)
+    ax.set_ylabel('target test accuracy')
+    ax.set_ylim(0, 1)
+    ax.set_title(f'{s["source"]} -> {s["target"]}, {s["shots"]}-shot, mean ± std over seeds',
+                 fontsize=9)
 
 
 def write_outputs(results: dict, out: pathlib.Path) -> str:
@@ -209,4 +205,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  harness.run(main)

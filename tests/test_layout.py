@@ -23,7 +23,8 @@ LAYERS = (
     ('tl_jax.methods',),
     ('tl_jax.train',),
     ('tl_jax.analysis',),
-    ('tl_jax.sweep', 'tl_jax.summary', 'tl_jax.harness'),
+    ('tl_jax.sweep', 'tl_jax.summary'),
+    ('tl_jax.harness',),  # runs sweeps for experiments/
     ('tl_jax.main',),
 )
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from tl_jax import extras
@@ -29,3 +30,18 @@ def pyplot():
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   return plt
+
+
+@contextlib.contextmanager
+def figure(path: str | pathlib.Path, nrows: int = 1, ncols: int = 1, *,
+           figsize: tuple[float, float] = (6, 4), dpi: int = 110) -> Iterator[tuple[Any, Any]]:
+  """`with figure(path) as (fig, ax):` draw; on exit the figure is laid out, saved to `path`
+  and closed (so a script's plots are only what it draws)."""
+  plt = pyplot()
+  fig, axes = plt.subplots(nrows, ncols, figsize=figsize)
+  try:
+    yield fig, axes
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+  finally:
+    plt.close(fig)
