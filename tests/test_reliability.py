@@ -1,8 +1,8 @@
 """Crash safety, corrupted checkpoints, the workdir lock, NaN stops, determinism and security,
 end to end through the real CLI on a tiny random BERT (a run takes a few seconds).
 
-Kills are placed exactly with the loop's testing aid TL_JAX_TEST_KILL_AT='<point>:<step>'
-(point: step | save | eval), NaN with config.train.inject_nan_at_step.
+Kills, pre-emptions and NaNs are placed exactly with tl_jax.train.faults, armed through
+TL_JAX_TEST_KILL_AT='<fault>:<step>' (fault: step | save | eval | term | nan).
 """
 
 from __future__ import annotations
@@ -26,13 +26,16 @@ from cli_helpers import (NO_DROPOUT_SHARD_MAP, assert_params_close, assert_param
                          error_lines, exported_params, partial_writes, read_metrics, REPO,
                          resumed_step, run_cli, run_cli_batch, snapshot, tiny_args,
                          tiny_assets)  # noqa: F401 (fixtures)
+from tl_jax import config as config_lib
+from tl_jax.train import faults
+from tl_jax.train.state import TrainState
 
 KILLED = -signal.SIGKILL
 PREEMPTED = 75  # loop.PREEMPTED_EXIT_CODE
 
 
-def _train(assets, workdir, *, kill_at: str | None = None, devices: int = 1, **overrides):
-  env = cli_env(devices, **({'TL_JAX_TEST_KILL_AT': kill_at} if kill_at else {}))
+def _train(assets, workdir, *, fault: str | None = None, devices: int = 1, **overrides):
+  env = cli_env(devices, **({faults.ENV: fault} if fault else {}))
   return run_cli(['train', f'--workdir={workdir}', *tiny_args(assets, **overrides)], env=env)
 
 
@@ -50,10 +53,10 @@ def reference(tiny_assets, tmp_path_factory) -> pathlib.Path:
 # Crash safety: one workdir, interrupted again and again, then finished.
 
 CHAIN = (
-    ('kill_mid_step', dict(kill_at='step:3')),
-    ('nan_at_step_3', dict(train__inject_nan_at_step=3)),
-    ('kill_during_save', dict(kill_at='save:4')),
-    ('kill_during_eval', dict(kill_at='eval:6')),
+    ('kill_mid_step', dict(fault='step:3')),
+    ('nan_at_step_3', dict(fault='nan:3')),
+    ('kill_during_save', dict(fault='save:4')),
+    ('kill_during_eval', dict(fault='eval:6')),
     ('finish', dict()),
 )
 
@@ -125,12 +128,34 @@ def test_interrupted_run_ends_bit_identical_to_an_uninterrupted_one(chain, refer
 
 
 # ---------------------------------------------------------------------------------------------
+# The fault hook itself: inert unless armed, and out of the user's config.
+
+def test_the_fault_hook_is_inert_unless_armed_and_not_in_the_config(monkeypatch):
+  state = TrainState(params={'w': np.ones(3, np.float32)}, opt_state=(), step=0, rng=0, stage=0)
+  monkeypatch.delenv(faults.ENV, raising=False)
+  assert faults.armed() is None
+  for point in faults.POINTS:
+    assert faults.at(point, 3, state=state) is state
+  monkeypatch.setenv(faults.ENV, 'nan:3')
+  assert faults.armed() == ('nan', 3)
+  assert faults.at('before_step', 2, state=state) is state  # another step
+  assert faults.at('step', 3, state=state) is state  # another point: nothing fires
+  assert np.isnan(faults.at('before_step', 3, state=state).params['w']).all()
+  with pytest.raises(ValueError, match='unknown fault point'):
+    faults.at('stpe', 3, state=state)
+  monkeypatch.setenv(faults.ENV, 'kill:3')
+  with pytest.raises(ValueError, match='want <fault>:<step>'):
+    faults.armed()
+  assert 'inject_nan_at_step' not in config_lib.base_config().train
+
+
+# ---------------------------------------------------------------------------------------------
 # Pre-emption: SIGTERM saves at the next step boundary and exits 75; the rerun resumes.
 
 def test_sigterm_saves_at_the_step_boundary_and_resumes_bit_identically(tiny_assets, reference,
                                                                         tmp_path):
   workdir = tmp_path / 'run'
-  done = _train(tiny_assets, workdir, kill_at='term:3')  # SIGTERM right after step 3 starts
+  done = _train(tiny_assets, workdir, fault='term:3')  # SIGTERM right after step 3 starts
   assert done.returncode == PREEMPTED, describe(done)
   assert 'Pre-empted (SIGTERM) at step 3/6: checkpoint 3 saved' in done.stdout, describe(done)
   assert 'Traceback' not in done.stderr and not error_lines(done.stderr), describe(done)

@@ -180,10 +180,6 @@ def train_section() -> mlc.ConfigDict:
       async_checkpoint=True,  # write in a background thread (arrays are copied first)
       early_stopping_patience=0,  # evals without improvement; 0 = off
       export_hf=True,
-      # Testing aid (tests/test_reliability.py): step k runs on NaN parameters, as if the loss
-      # had diverged there, to check that training stops at k and keeps the last good
-      # checkpoint. 0 = off.
-      inject_nan_at_step=0,
   ))
 
 

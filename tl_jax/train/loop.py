@@ -27,6 +27,7 @@ from tl_jax import config as config_lib
 from tl_jax import pieces as pieces_lib
 from tl_jax import models
 from tl_jax.train import checkpoint as checkpoint_lib
+from tl_jax.train import faults
 from tl_jax.train import health as health_lib
 from tl_jax.train import memory
 from tl_jax.train import metrics as metrics_lib
@@ -56,29 +57,6 @@ class Preempted(SystemExit):
 
   def __str__(self) -> str:
     return self.message
-
-
-# Testing aid (tests/test_reliability.py): TL_JAX_TEST_KILL_AT='<point>:<step>' SIGKILLs the
-# process at that point of that step, so crash safety is tested at exact places: 'step' (the
-# step is dispatched, nothing of it saved), 'save' (a checkpoint write has started and is not
-# finished), 'eval' (between two eval batches). 'term:<step>' sends SIGTERM instead, right
-# after that step is dispatched (pre-emption).
-KILL_AT_ENV = 'TL_JAX_TEST_KILL_AT'
-
-
-def _maybe_kill(point: str, step: int | None, checkpoints: pathlib.Path | None = None) -> None:
-  if step is not None and point == 'step' and os.environ.get(KILL_AT_ENV) == f'term:{step}':
-    os.kill(os.getpid(), signal.SIGTERM)
-    return
-  if step is None or os.environ.get(KILL_AT_ENV) != f'{point}:{step}':
-    return
-  if checkpoints is not None:  # die mid-write: once orbax's temporary step directory exists
-    deadline = time.monotonic() + 10
-    while not any(checkpoints.glob(f'{step}.orbax-checkpoint-tmp*')):
-      if time.monotonic() > deadline or (checkpoints / str(step)).exists():
-        break
-      time.sleep(0.001)
-  os.kill(os.getpid(), signal.SIGKILL)
 
 
 def check_config(config: mlc.ConfigDict) -> None:
@@ -268,7 +246,7 @@ def evaluate_params(core: step_lib.TrainCore, params, evals: dict, *,
     sums = []
     for batch in batches:
       sums.append(core.eval_step(params, batch, domain))
-      _maybe_kill('eval', step)
+      faults.at('eval', step)
     summary = step_lib.summarize_eval(sums)
     results[f'{name}/accuracy'] = summary['accuracy']
     results[f'{name}/loss'] = summary['loss']
@@ -361,7 +339,6 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
   final: dict[str, float] = {}
   pending = None  # (step, device metrics) not yet checked
   step = start
-  inject_nan_at = config.train.get('inject_nan_at_step', 0)
   preemption = _PreemptionWatch(ckpt)
   preempted = False
   health = health_lib.Monitor(config.transfer, num_steps)  # adversaries' domain acc / loss
@@ -372,10 +349,9 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
         logging.info('Process %d of %d reads %d of the %d rows of each global batch.',
                      jax.process_index(), jax.process_count(),
                      jax.tree.leaves(batch)[0].shape[0], config.data.batch_size)
-      if step == inject_nan_at:  # testing aid, see config.train.inject_nan_at_step
-        state = state.replace(params=jax.tree.map(lambda x: x * np.nan, state.params))
+      state = faults.at('before_step', step, state=state)  # no-op unless a test armed it
       state, metrics = core.train_step(state, batch)
-      _maybe_kill('step', step)
+      faults.at('step', step)
       if pending is not None:
         _check_finite(ckpt, *pending)
       pending = (step, metrics)
@@ -404,7 +380,7 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
                 'early_stopping': early.state_dict()}
         ckpt.save(step, core.to_host(state), meta, metrics=results,
                   force=(step == num_steps or stop or preempted))
-        _maybe_kill('save', step, ckpt.directory)
+        faults.at('save', step, checkpoints=ckpt.directory)
       if preempted:
         break
       if stop:
