@@ -17,7 +17,7 @@ PACKAGE = ROOT / 'tl_jax'
 # do not import each other.
 LAYERS = (
     ('tl_jax.errors',),
-    ('tl_jax.config', 'tl_jax.extras'),
+    ('tl_jax.config', 'tl_jax.config_overrides', 'tl_jax.extras'),
     ('tl_jax.data', 'tl_jax.models', 'tl_jax.report'),
     ('tl_jax.pieces',),
     ('tl_jax.methods',),

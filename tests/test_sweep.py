@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from cli_helpers import REPO, TINY_CONFIG, cli_env, tiny_assets  # noqa: F401 (session fixture)
+from tl_jax import config_overrides
 from tl_jax import sweep
 
 
@@ -41,6 +42,9 @@ def test_overrides_are_checked_and_typed():
   base = _base()
   with pytest.raises(sweep.SweepError, match="did you mean 'optimizer.learning_rate'"):
     sweep.expand(base, [{'optimizer.lerning_rate': 1.0}])
+  # The CLI's key matcher (tl_jax.config_overrides): within the deepest section that exists.
+  with pytest.raises(sweep.SweepError, match="did you mean 'transfer.coral.weight'"):
+    sweep.expand(base, [{'transfer.coral.wieght': 1.0}])
   with pytest.raises(sweep.SweepError, match='both named'):
     sweep.expand(base, [{'seed': 1}, {'seed': 1}])
   with pytest.raises(sweep.SweepError, match='empty'):
@@ -49,6 +53,22 @@ def test_overrides_are_checked_and_typed():
                               'transfer.lam': {'kind': 'linear', 'value': 0.5}}])
   assert run.config.data.target.eval_splits == ('test',)  # list -> the field's tuple
   assert run.config.transfer.lam.kind == 'linear' and run.config.transfer.lam.gamma == 10.0
+
+
+def test_one_override_parser_for_the_cli_and_the_sweep():
+  argv = ['--config.model.name=minilm', '--config.train.num_steps=5', '--only=0/2',
+          "--config.data.target.eval_splits=['test']", '--config.seed', '3']
+  overrides, rest = config_overrides.parse_flags(argv)
+  assert overrides == {'model.name': 'minilm', 'train.num_steps': 5,
+                       'data.target.eval_splits': ['test']}
+  assert rest == ['--only=0/2', '--config.seed', '3']  # argparse then rejects the spaced form
+  assert config_overrides.flag_keys(argv) == [  # absl takes it: the CLI checks its key too
+      'model.name', 'train.num_steps', 'data.target.eval_splits', 'seed']
+  config = sweep.apply_overrides(_base(), overrides)
+  assert config.train.num_steps == 5 and config.data.target.eval_splits == ('test',)
+  valid = config_overrides.flat_keys(_base())
+  assert config_overrides.key_hint('train.num_stepz', valid, lambda k: f'--config.{k}') == (
+      '; did you mean --config.train.num_steps?')
 
 
 @pytest.mark.parametrize('n', [1, 2, 3, 5])
@@ -87,8 +107,23 @@ def test_aggregate_mean_std_over_seeds_and_table():
   assert mean == pytest.approx(0.92) and std == pytest.approx(statistics.stdev(accs)) and n == 3
   assert b['target/test/accuracy'] == (0.5, 0.0, 1)
   table = sweep.markdown_table(rows, columns).splitlines()
-  assert table[2] == '| a | 3 | 92.0 ± 2.0 | 11 ± 1 | 1 |'
+  # Eval metrics get the 95% CI of the mean, t(0.975, 2) = 4.303: 4.303 * 2.0 / sqrt(3) = 4.97.
+  assert table[2] == '| a | 3 | 92.0 ± 2.0 (95% CI ± 5.0) | 11 ± 1 | 1 |'
   assert table[3] == '| b | 1 (+1 pending) | 50.0 | 3 | — |'
+
+
+def test_ci95_is_the_student_t_half_width():
+  # By hand: accuracies 0.90, 0.92, 0.94 -> std 0.02; 4.303 * 0.02 / sqrt(3) = 0.049687.
+  assert sweep.ci95(0.02, 3) == pytest.approx(0.049687, abs=1e-6)
+  assert sweep.ci95(0.5, 2) == pytest.approx(12.706 * 0.5 / 2**0.5)  # df=1
+  assert sweep.ci95(1.0, 31) == pytest.approx(2.042 / 31**0.5)  # df=30, the table's last
+  assert sweep.ci95(1.0, 100) == pytest.approx(1.96 / 10)  # beyond the table: the normal's
+  assert sweep.ci95(0.0, 1) is None  # one seed: no interval
+  # A metric some runs lack: its n is shown, as it is not the row's seed count.
+  rows = sweep.aggregate([{'group': 'g', 'final': {'t/test/loss': x}} for x in (1.0, 3.0)]
+                         + [{'group': 'g', 'final': {}}], ['t/test/loss'])
+  assert sweep.markdown_table(rows, ['t/test/loss']).splitlines()[2] == (
+      '| g | 3 | 2 ± 1.41 (95% CI ± 12.7, n=2) |')
 
 
 # -------------------------------------------------------------------------------------------

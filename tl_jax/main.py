@@ -12,7 +12,6 @@ configs shipped with tl_jax. Errors are one line naming the fix; --debug shows t
 
 from __future__ import annotations
 
-import difflib
 import os
 import pathlib
 import re
@@ -27,6 +26,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from tl_jax import config as config_lib  # noqa: E402
+from tl_jax import config_overrides  # noqa: E402
 from tl_jax import errors  # noqa: E402
 
 COMMANDS = ("train", "eval", "info", "sweep")
@@ -66,48 +66,14 @@ def _load_config_module(path_with_arg: str):
   return config_lib.call_get_config(config_lib.load_module(config_lib.resolve_path(path)), arg)
 
 
-def _flat_keys(config, prefix: str = "") -> list[str]:
-  keys = []
-  for key, value in config.items():
-    name = f"{prefix}{key}"
-    keys.append(name)
-    if hasattr(value, "items"):
-      keys.extend(_flat_keys(value, name + "."))
-  return keys
-
-
 def check_overrides(argv: list[str]) -> None:
   """A missing config file, or an unknown `--config.key` (naming the closest valid key)."""
-  overrides = [a[len("--config."):].split("=", 1)[0] for a in argv if a.startswith("--config.")]
-  valid = _flat_keys(_load_config_module(_config_path(argv)))
-  for key in overrides:
+  keys = config_overrides.flag_keys(argv)
+  valid = config_overrides.flat_keys(_load_config_module(_config_path(argv)))
+  for key in keys:
     if key not in valid:
-      raise UsageError(f"unknown config key --config.{key}{_key_hint(key, valid)}")
-
-
-def _key_hint(key: str, valid: list[str]) -> str:
-  """The closest key inside the deepest section of `key` that exists (so a typo under
-  transfer.coral is matched against transfer.coral's keys, not the whole config), else that
-  section's keys."""
-  sections = {k for k in valid if any(v.startswith(k + ".") for v in valid)}
-  parts = key.split(".")
-  depth = max((i for i in range(len(parts)) if ".".join(parts[:i]) in sections), default=0)
-  section = ".".join(parts[:depth])
-  prefix = section + "." if section else ""
-  rest = ".".join(parts[depth:])
-  # Candidates as deep as the rest of the key, named relative to the section.
-  candidates = [v[len(prefix):] for v in valid
-                if v.startswith(prefix) and v.count(".") == key.count(".")]
-  close = difflib.get_close_matches(rest, candidates, n=1, cutoff=0.6)
-  if close:
-    return f"; did you mean --config.{prefix}{close[0]}?"
-  children = sorted(v[len(prefix):] for v in valid if v.startswith(prefix)
-                    and "." not in v[len(prefix):])
-  if section and children:
-    shown = ", ".join(children[:20]) + (", ..." if len(children) > 20 else "")
-    return f"; config.{section} has: {shown}"
-  close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-  return f"; did you mean --config.{close[0]}?" if close else ""
+      hint = config_overrides.key_hint(key, valid, spell=lambda k: f"--config.{k}")
+      raise UsageError(f"unknown config key --config.{key}{hint}")
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -124,9 +90,7 @@ def _flag_error(message: str, argv: list[str]) -> str:
     return message
   key = match.group(1)
   try:
-    value = _load_config_module(_config_path(argv))
-    for part in key.split("."):
-      value = value[part]
+    value = config_overrides.lookup(_load_config_module(_config_path(argv)), key)
   except Exception:  # the hint is a nicety; the message stands without it
     return message
   return f"{message}; --config.{key} takes a {type(value).__name__} (default {value!r})"
