@@ -40,11 +40,12 @@ def state_costs(config: mlc.ConfigDict) -> dict[str, int]:
   from tl_jax.train import freezing  # pylint: disable=g-import-not-at-top
   pieces = pieces_lib.build(config)
   core = step_lib.TrainCore(config, pieces.module, pieces.params)
-  sizes = {n: int(math.prod(x.shape)) for n, x in freezing.flatten(pieces.params).items()}
+  params = core.with_objective_params(pieces.params)  # discriminators and heads count too
+  sizes = {n: int(math.prod(x.shape)) for n, x in freezing.flatten(params).items()}
   trainable, opt_bytes = 0, 0
   for stage in range(core.schedule.num_stages):
     trainable = max(trainable, sum(sizes[n] for n in core.schedule.trainable(stage)))
-    state = jax.eval_shape(core.tx(stage).init, pieces.params)
+    state = jax.eval_shape(core.tx(stage).init, params)
     opt_bytes = max(opt_bytes, sum(int(math.prod(x.shape)) * x.dtype.itemsize
                                    for x in jax.tree.leaves(state)))
   return {'total_params': sum(sizes.values()), 'trainable_params': trainable,

@@ -134,8 +134,10 @@ def run_sweep(spec: SweepSpec, sweepdir: str | os.PathLike, *, only: str | None 
       import shutil  # pylint: disable=g-import-not-at-top
       shutil.rmtree(workdir / 'checkpoints', ignore_errors=True)
     accs = {k: v for k, v in result['final'].items() if k.endswith('accuracy')}
+    median = result['median_step_s']  # None when no step was timed (a one-step run)
+    timing = f', median step {median * 1e3:.0f} ms' if median else ''
     printer(f'    done {run.name}: ' + '  '.join(f'{k} {v:.4f}' for k, v in sorted(accs.items()))
-            + f'  ({result["wall_s"]:.0f} s, median step {result["median_step_s"] * 1e3:.0f} ms)')
+            + f'  ({result["wall_s"]:.0f} s{timing})')
   results = results_lib.collect(runs, sweepdir)
   tables.write_outputs(results, sweepdir)
   if failed:
