@@ -1,4 +1,5 @@
-"""MetricsWriter (metrics.jsonl, console, TensorBoard), eval metrics, early stopping."""
+"""MetricsWriter (metrics.jsonl, console, TensorBoard), device scalars, eval results, early
+stopping."""
 
 import io
 import json
@@ -37,29 +38,26 @@ def test_jsonl_console_and_tensorboard(tmp_path):
                                      enabled=True, stream=stream)
   writer.log_train(10, {"loss": jnp.float32(0.5), "lr": np.float64(1e-3)})
   with writer.paused():
-    evaluation = metrics_lib.eval_metrics(
-        "target", "test", correct=jnp.array([3, 4]), count=jnp.array([5, 5]),
-        loss_sum=jnp.float32(2.0))
-    writer.log_eval(10, evaluation)
+    writer.log_eval(10, {"target/test/accuracy": jnp.float32(0.75),
+                         "target/test/loss": np.float64(0.2)})
   writer.log_train(20, {"loss": jnp.float32(jnp.nan)})
 
   train, evaluated, nan_step = _lines(tmp_path / "metrics.jsonl")  # flushed before close
   assert train["step"] == 10 and isinstance(train["step"], int)
   assert train["loss"] == 0.5 and train["lr"] == pytest.approx(1e-3)
   assert isinstance(train["examples_per_sec"], float) and train["examples_per_sec"] > 0
-  assert evaluated == {"step": 10, "target/test/accuracy": 0.7, "target/test/loss": 0.2,
-                       "target/test/examples": 10.0}
+  assert evaluated == {"step": 10, "target/test/accuracy": 0.75, "target/test/loss": 0.2}
   assert nan_step["loss"] is None  # JSON has no NaN: null, and the file stays strict JSON
 
   console = stream.getvalue().splitlines()
   assert console[0].startswith("step 10/100  loss 0.5000") and "examples/sec  ETA" in console[0]
-  assert console[1].startswith("eval @ step 10: target/test/accuracy 0.7000")
+  assert console[1].startswith("eval @ step 10: target/test/accuracy 0.7500")
   assert "\r" not in stream.getvalue()  # not a TTY: plain lines
 
   writer.close()
   scalars = _tensorboard_scalars(tmp_path / "tensorboard")
   assert scalars["loss"] == [(10, 0.5)]  # the NaN is not plotted
-  assert scalars["target/test/accuracy"] == [(10, pytest.approx(0.7))]
+  assert scalars["target/test/accuracy"] == [(10, 0.75)]
 
 
 def test_progress_bar_on_a_tty(tmp_path):
@@ -122,16 +120,43 @@ def test_metric_values_must_be_scalars(tmp_path):
   writer.close()
 
 
-def test_eval_metrics_and_accumulator():
-  accumulator = metrics_lib.EvalAccumulator()
-  for correct, count, loss_sum in [(3, 4, 1.2), (jnp.int32(1), jnp.int32(2), jnp.float32(0.6))]:
-    accumulator.add(correct, count, loss_sum)
-  result = accumulator.result("source", "validation")
-  assert result == {"source/validation/accuracy": pytest.approx(4 / 6),
-                    "source/validation/loss": pytest.approx(1.8 / 6),
-                    "source/validation/examples": 6.0}
-  with pytest.raises(ValueError, match="no examples were evaluated for target/test"):
-    metrics_lib.eval_metrics("target", "test", correct=0, count=0, loss_sum=0.0)
+def test_device_scalars_are_read_to_floats_in_one_place():
+  # pmap returns one copy per device: the first is read; shard_map returns one copy.
+  metrics = {"loss": jnp.array([0.5, 0.5]), "is_finite": jnp.float32(1), "lr": np.float64(1e-3)}
+  host = metrics_lib.to_host_floats(metrics)
+  assert host == {"loss": 0.5, "is_finite": 1.0, "lr": pytest.approx(1e-3)}
+  assert all(type(v) is float for v in host.values())
+  assert metrics_lib.scalar(jnp.array([[2.0], [2.0]]), replicated=True) == 2.0
+  with pytest.raises(ValueError, match=r"'loss' has shape \(2,\)"):
+    metrics_lib.scalar(metrics["loss"], "loss")  # not declared replicated: a mistake
+
+
+def test_eval_results_sum_every_batch_of_every_split():
+  """The loop's one eval path (evaluate_params -> step.summarize_eval) over eval-step sums."""
+  from tl_jax.train import loop
+
+  class Core:  # eval_step's output: psum'd sums, replicated per device under pmap
+    domains = []
+
+    def eval_step(self, params, batch, domain):
+      del params
+      self.domains.append(domain)
+      return batch
+
+  evals = {
+      "source/validation": [
+          {"correct": jnp.array([3.0, 3.0]), "count": jnp.array([4.0, 4.0]),
+           "loss_sum": jnp.array([1.2, 1.2])},
+          {"correct": jnp.float32(1), "count": jnp.float32(2), "loss_sum": jnp.float32(0.6)}],
+      "target/test": [{"correct": np.float32(0), "count": np.float32(5),
+                       "loss_sum": np.float32(5.0)}],
+  }
+  results = loop.evaluate_params(Core(), None, evals)
+  assert results == {"source/validation/accuracy": pytest.approx(4 / 6),
+                     "source/validation/loss": pytest.approx(1.8 / 6),
+                     "target/test/accuracy": 0.0, "target/test/loss": 1.0}
+  assert all(type(v) is float for v in results.values())
+  assert Core.domains == ["source", "source", "target"]
 
 
 def test_early_stopping_patience_and_resume():

@@ -420,11 +420,11 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
 
 
 def _check_finite(ckpt: checkpoint_lib.Checkpointer, step: int, metrics) -> None:
-  host = lambda key: float(np.asarray(jax.device_get(metrics[key])).reshape(-1)[0])
-  if host('is_finite') >= 1:
-    return
-  loss, grad_norm = host('loss'), host('grad_norm')
-  if math.isfinite(loss) and math.isfinite(grad_norm) and host('update_finite') < 1:
+  if metrics_lib.scalar(metrics['is_finite'], 'is_finite', replicated=True) >= 1:
+    return  # every step: one value read, the rest only when it failed
+  host = metrics_lib.to_host_floats(metrics)
+  loss, grad_norm = host['loss'], host['grad_norm']
+  if math.isfinite(loss) and math.isfinite(grad_norm) and host['update_finite'] < 1:
     what = (f'the update is not finite at step {step} although the loss ({loss:.4g}) and the '
             f'gradients (norm {grad_norm:.4g}) are: the optimizer overflowed')
   else:

@@ -1,16 +1,20 @@
-"""Reporting: console progress, WORKDIR/metrics.jsonl, TensorBoard; eval metrics; early stopping.
+"""Reporting: console progress, WORKDIR/metrics.jsonl, TensorBoard; device scalars to floats;
+early stopping.
 
 metrics.jsonl holds one JSON object per logged train step (`step`, `loss`, `examples_per_sec`,
 the step's other metrics) and per eval (`step`, `<domain>/<split>/<metric>`). On resume, lines
 past the restored step are dropped first: those steps run again and would appear twice.
 Only process 0 writes anything.
 
-Usage (the loop):
+Every device scalar the train package reads goes through `scalar` / `to_host_floats`, so a
+replicated or multi-host value is read one way everywhere.
+
+Usage (the loop; eval results come from loop.evaluate_params, over step.summarize_eval):
   writer = MetricsWriter(workdir.path, total_steps=n, examples_per_step=global_batch,
                          resume_step=restored.step if restored else None)
-  writer.log_train(step, {"loss": loss, "lr": lr})
+  writer.log_train(step, to_host_floats(device_metrics))  # {"loss": ..., "lr": ...}
   with writer.paused():   # eval/checkpoint time is not training throughput
-    writer.log_eval(step, eval_metrics("target", "validation", correct=c, count=n, loss_sum=l))
+    writer.log_eval(step, evaluate_params(core, state.params, evals))  # 'target/test/accuracy'
   writer.close()
 """
 
@@ -34,15 +38,34 @@ METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 
 
-def scalar(value: Any, name: str = "value") -> float:
-  """A Python float from a jax/numpy scalar or a one-element array."""
-  if hasattr(value, "addressable_data") and not getattr(value, "is_fully_addressable", True):
-    value = value.addressable_data(0)  # a replicated global scalar of a multi-host run
-  array = np.asarray(value)
+def scalar(value: Any, name: str = "value", *, replicated: bool = False) -> float:
+  """A Python float from a jax/numpy scalar or a one-element array (waits for the device).
+
+  replicated: `value` holds one copy per device (pmap's outputs) and the first is read;
+  otherwise more than one element is an error (a per-device value logged by mistake).
+  """
+  array = np.asarray(_local(value))
+  if replicated and array.size > 1:
+    array = array.reshape(-1)[:1]
   if array.size != 1:
     raise ValueError(f"metric {name!r} has shape {array.shape}; log a scalar (reduce it, or "
                      "take one replica of a pmapped value)")
   return float(array.reshape(()))
+
+
+def to_host_floats(metrics: Mapping[str, Any], *, replicated: bool = True) -> dict[str, float]:
+  """{name: float} of a dict of device scalars (a step's metrics or eval sums), fetched in one
+  transfer rather than one blocking read per value."""
+  import jax  # pylint: disable=g-import-not-at-top
+  host = jax.device_get({k: _local(v) for k, v in metrics.items()})
+  return {k: scalar(v, k, replicated=replicated) for k, v in host.items()}
+
+
+def _local(value: Any) -> Any:
+  """This process's copy of a replicated global array of a multi-host run; others as given."""
+  if hasattr(value, "addressable_data") and not getattr(value, "is_fully_addressable", True):
+    return value.addressable_data(0)
+  return value
 
 
 def _json_value(value: float) -> float | None:
@@ -104,7 +127,7 @@ class MetricsWriter:
     return record
 
   def log_eval(self, step: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Logs eval metrics, keys like 'target/test/accuracy' (see `eval_metrics`)."""
+    """Logs eval metrics, keys like 'target/test/accuracy' (see loop.evaluate_params)."""
     record = {"step": int(step)}
     record.update({k: scalar(v, k) for k, v in metrics.items()})
     self._write(record)
@@ -226,38 +249,6 @@ def truncate_after(path: str | os.PathLike, step: int | None) -> int:
     logging.info("Dropped %d lines past step %s from %s (they are recomputed).", dropped,
                  step, path)
   return dropped
-
-
-# ---------------------------------------------------------------------------------------------
-# Eval metrics
-
-def eval_metrics(domain: str, split: str, *, correct: Any, count: Any,
-                 loss_sum: Any) -> dict[str, float]:
-  """{'<domain>/<split>/accuracy', '.../loss' (mean per example), '.../examples'} from sums."""
-  count = scalar(np.sum(np.asarray(count)), "count")
-  if count <= 0:
-    raise ValueError(f"no examples were evaluated for {domain}/{split}; check that the split "
-                     "is not empty")
-  prefix = f"{domain}/{split}"
-  return {f"{prefix}/accuracy": scalar(np.sum(np.asarray(correct)), "correct") / count,
-          f"{prefix}/loss": scalar(np.sum(np.asarray(loss_sum, np.float64)), "loss_sum") / count,
-          f"{prefix}/examples": count}
-
-
-class EvalAccumulator:
-  """Sums (correct, count, loss_sum) over eval batches; converts to host once at the end."""
-
-  def __init__(self):
-    self._parts: list[tuple[Any, Any, Any]] = []
-
-  def add(self, correct: Any, count: Any, loss_sum: Any) -> None:
-    self._parts.append((correct, count, loss_sum))
-
-  def result(self, domain: str, split: str) -> dict[str, float]:
-    correct = sum(float(np.sum(np.asarray(c))) for c, _, _ in self._parts)
-    count = sum(float(np.sum(np.asarray(n))) for _, n, _ in self._parts)
-    loss_sum = sum(float(np.sum(np.asarray(l, np.float64))) for _, _, l in self._parts)
-    return eval_metrics(domain, split, correct=correct, count=count, loss_sum=loss_sum)
 
 
 # ---------------------------------------------------------------------------------------------

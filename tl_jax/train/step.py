@@ -16,7 +16,6 @@ from typing import Any, Callable
 from absl import logging
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from tl_jax import errors
@@ -25,6 +24,7 @@ from tl_jax.train import optim
 from tl_jax.train import parallel
 from tl_jax.train.state import TrainState
 from tl_jax.train import freezing
+from tl_jax.train import metrics as metrics_lib
 from tl_jax.methods import lambdas
 from tl_jax.methods import objectives
 
@@ -157,8 +157,8 @@ def make_eval_step(module: Any, *, head: str = '', domain: str = 'target',
 
 def summarize_eval(sums: Sequence[Mapping[str, Any]]) -> dict[str, float]:
   """Host side: per-batch sums -> {'accuracy', 'loss', 'count'} over the whole split."""
-  total = {k: float(sum(float(np.asarray(s[k]).reshape(-1)[0]) for s in sums))
-           for k in ('loss_sum', 'correct', 'count')}
+  host = [metrics_lib.to_host_floats(s) for s in sums]
+  total = {k: float(sum(h[k] for h in host)) for k in ('loss_sum', 'correct', 'count')}
   n = max(total['count'], 1.0)
   return {'accuracy': total['correct'] / n, 'loss': total['loss_sum'] / n,
           'count': total['count']}
@@ -309,4 +309,4 @@ class TrainCore:
 
   def host_metrics(self, metrics: Mapping[str, Any]) -> dict[str, float]:
     """Device metrics (of train_step or eval_step) -> python floats (blocks)."""
-    return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in jax.device_get(metrics).items()}
+    return metrics_lib.to_host_floats(metrics)
