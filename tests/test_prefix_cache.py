@@ -1,6 +1,9 @@
 """Frozen-prefix caching on a tiny BERT: the split forward equals the full one, and training the
 top on cached boundary activations gives the same params as the uncached run."""
 
+import json
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,7 +91,7 @@ def test_cached_training_equals_uncached(dropout):
   cached, cached_losses = _train(prefix_cache.PrefixTop(module, K), params,
                                  [cache.batch(idx) for idx in order])
   plain_batches = [{k: v[idx] for k, v in data.items()} for idx in order]
-  uncached, uncached_losses = _train(prefix_cache.UncachedPrefixTop(module, K), params,
+  uncached, uncached_losses = _train(prefix_cache.PrefixTop(module, K), params,
                                      plain_batches)
   np.testing.assert_allclose(cached_losses, uncached_losses, rtol=1e-5, atol=1e-6)
   moved = 0
@@ -104,3 +107,89 @@ def test_cached_training_equals_uncached(dropout):
     for name in cached:
       np.testing.assert_allclose(cached[name], plain[name], rtol=1e-5, atol=1e-5,
                                  err_msg=name)
+
+
+# -- the training switch, transfer.cache_frozen_prefix ------------------------------------------
+
+from cli_helpers import tiny_assets  # noqa: E402,F401 (session fixture)
+
+
+def _switch_config(assets, *, cache: bool, preset: str = 'bottom:1', dropout: float = 0.0):
+  from tl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from cli_helpers import TINY_CONFIG  # pylint: disable=g-import-not-at-top
+  c = config_lib.from_file(str(TINY_CONFIG))
+  c.model.name = str(assets.bert_dir)
+  c.model.dropout_rate = c.model.attention_dropout_rate = dropout
+  c.data.target.name = assets.text_dataset
+  c.data.data_dir = str(assets.data_dir)
+  c.data.text_fields = ('text',)
+  c.data.target.eval_splits = ('validation',)
+  c.train.num_steps = 4
+  c.train.eval_every = 4
+  c.train.checkpoint_every = 0
+  c.train.export_hf = False
+  c.transfer.freeze_preset = preset
+  c.transfer.cache_frozen_prefix = cache
+  return c
+
+
+def _final_params(workdir):
+  from tl_jax.train import loop  # pylint: disable=g-import-not-at-top
+  _, _, core, restored = loop.restore_run(str(workdir))
+  return freezing.flatten(jax.device_get(core.to_host(restored.state).params))
+
+
+def test_switch_trains_the_same_run_as_without_the_cache(tiny_assets, tmp_path, monkeypatch):
+  """Through the loop: with dropout off, the cached run's losses, eval and final params equal
+  the plain run's (bottom:1 on a 2-layer BERT: layer 1, pooler and head train)."""
+  from tl_jax.train import loop  # pylint: disable=g-import-not-at-top
+  fed = []  # the batches the cached run trained on
+  attach = prefix_cache.attach
+  monkeypatch.setattr(prefix_cache, 'attach', lambda b, c: fed.append(attach(b, c)) or fed[-1])
+  cached = loop.train(_switch_config(tiny_assets, cache=True), str(tmp_path / 'cached'))
+  assert len(fed) == 4 and all('prefix_hidden' in b['target'] and 'input_ids' not in b['target']
+                               for b in fed)
+  monkeypatch.undo()
+  plain = loop.train(_switch_config(tiny_assets, cache=False), str(tmp_path / 'plain'))
+  assert cached.keys() == plain.keys()
+  for key in cached:
+    np.testing.assert_allclose(cached[key], plain[key], rtol=1e-5, atol=1e-6, err_msg=key)
+  log = (tmp_path / 'cached' / 'metrics.jsonl').read_text()
+  losses = [r['loss'] for r in map(json.loads, log.splitlines()) if 'loss' in r]
+  plain_log = (tmp_path / 'plain' / 'metrics.jsonl').read_text()
+  plain_losses = [r['loss'] for r in map(json.loads, plain_log.splitlines()) if 'loss' in r]
+  np.testing.assert_allclose(losses, plain_losses, rtol=1e-5, atol=1e-6)
+  a, b = _final_params(tmp_path / 'cached'), _final_params(tmp_path / 'plain')
+  for name in a:
+    np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+class _Schedule:
+  def __init__(self, trainable, stages=1):
+    self._trainable, self.num_stages = frozenset(trainable), stages
+
+  def trainable(self, stage):
+    del stage
+    return self._trainable
+
+
+@pytest.mark.parametrize('case, match', [
+    ('image', 'needs a text'),
+    ('stages', 'one freezing stage'),
+    ('hidden', 'hidden_states'),
+    ('embeddings', 'the embeddings train'),
+])
+def test_switch_refuses_runs_it_cannot_cache(case, match):
+  module, params = tiny_model()
+  trainable = ['encoder/layer/2/output/dense/kernel', 'classifier/kernel']
+  needs = ['hidden_states'] if case == 'hidden' else []
+  if case == 'embeddings':
+    trainable.append('embeddings/word_embeddings/embedding')
+  if case == 'image':
+    module = types.SimpleNamespace(kind='image', config=module.config)
+  config = base_config()
+  with pytest.raises(prefix_cache.PrefixCacheError, match=match) as err:
+    prefix_cache.for_run(config, module, params,
+                         _Schedule(trainable, stages=2 if case == 'stages' else 1), needs,
+                         tokenizer=None)
+  assert 'cache_frozen_prefix=False' in str(err.value) or case == 'embeddings'

@@ -99,6 +99,10 @@ def transfer_section() -> mlc.ConfigDict:
       schedule='',
       schedule_every=0,
       stages=(),
+      # Text models whose embeddings + bottom layers stay frozen for the whole run: compute the
+      # frozen prefix once per training example and train only the top on those activations
+      # (the prefix then runs without dropout; tl_jax/train/prefix_cache.py).
+      cache_frozen_prefix=False,
       # λ(step) weighting the source loss: constant | linear (0 -> value over ramp_steps,
       # 0 = the whole run) | dann (value * (2/(1+exp(-gamma p)) - 1), p = step/num_steps) |
       # step (values[i] after the i-th boundary in steps; len(values) = len(steps) + 1).

@@ -30,6 +30,7 @@ from tl_jax.data import sources
 from tl_jax.data import text as text_lib
 
 ROLES = ('target', 'source')
+INDEX = 'index'  # a training example's position in its domain's training source
 
 
 def _derive_seed(*parts: int) -> int:
@@ -80,7 +81,22 @@ class PrepareExample:
       out['label'] = label
     if 'mask' in record:
       out['mask'] = bool(record['mask'])
+    if INDEX in record:
+      out[INDEX] = int(record[INDEX])
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexedSource:
+  """A data source whose records also carry their position in it (`index`), so a batch can be
+  joined with per-example arrays computed once (frozen-prefix activations)."""
+  source: Any
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, i: int) -> dict[str, Any]:
+    return {**self.source[i], INDEX: i}
 
 
 def stack_images(examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -254,8 +270,10 @@ def _train_split_source(domain: Domain, data_cfg, seed: int):
 
 
 def train_dataset(domain: Domain, data_cfg, *, tokenizer, image_size, seed: int,
-                  host_batch: int, process_index: int, process_count: int) -> grain.MapDataset:
-  """The infinite stream of this host's batches of one domain."""
+                  host_batch: int, process_index: int, process_count: int,
+                  with_index: bool = False) -> grain.MapDataset:
+  """The infinite stream of this host's batches of one domain (with_index: each batch also
+  has `index`, the rows' positions in the training source, see training_examples)."""
   info, cfg = domain.info, domain.cfg
   labeled = bool(cfg.labeled)
   if labeled and not info.has_labels:
@@ -266,7 +284,7 @@ def train_dataset(domain: Domain, data_cfg, *, tokenizer, image_size, seed: int,
   role_id = ROLES.index(domain.role)
   # The default (-1) gives the order shuffle_seed=0 gave before -1 existed.
   shuffle = resolved_seed(data_cfg.shuffle_seed, seed)
-  ds = grain.MapDataset.source(source)
+  ds = grain.MapDataset.source(IndexedSource(source) if with_index else source)
   ds = ds.shuffle(seed=_derive_seed(shuffle, 0, role_id, 0)).repeat()
   ds = sharding.HostRowsMapDataset(ds, host_batch, process_index, process_count)
   prepare = _prepare_example(domain, cfg.train_split, source, data_cfg, keep_labels=labeled)
@@ -283,9 +301,12 @@ def train_dataset(domain: Domain, data_cfg, *, tokenizer, image_size, seed: int,
 
 
 def eval_dataset(domain: Domain, split: str, data_cfg, *, tokenizer, image_size,
-                 host_batch: int, process_index: int, process_count: int) -> tuple[Any, int]:
-  """(this host's padded, masked batches of one split, number of real examples)."""
-  source = sources.data_source(domain.name, split, data_cfg.data_dir)
+                 host_batch: int, process_index: int, process_count: int,
+                 source: Any = None) -> tuple[Any, int]:
+  """(this host's padded, masked batches of one split, number of real examples); `source`
+  replaces the split's own records (the few-shot training subset)."""
+  if source is None:
+    source = sources.data_source(domain.name, split, data_cfg.data_dir)
   global_batch = host_batch * process_count
   padded = math.ceil(len(source) / global_batch) * global_batch
   ds = sharding.PaddedMapDataset(grain.MapDataset.source(source), padded)
@@ -324,8 +345,10 @@ def _check_heads(domains: dict[str, Domain]) -> None:
 def build_train_iterator(data_cfg: mlc.ConfigDict, *, tokenizer=None,
                          image_size: int | None = None, seed: int = 0,
                          process_index: int | None = None, process_count: int | None = None,
-                         num_devices: int | None = None) -> grain.DatasetIterator:
-  """An endless iterator of {'target': batch[, 'source': batch]}, this host's rows.
+                         num_devices: int | None = None,
+                         with_index: bool = False) -> grain.DatasetIterator:
+  """An endless iterator of {'target': batch[, 'source': batch]}, this host's rows; with_index
+  adds each row's position in its domain's training source (`index`).
 
   get_state() / set_state() (JSON-able dicts) resume at the same next batch; grain's orbax
   handler (grain.checkpoint.CheckpointSave/Restore) saves it with a checkpoint.
@@ -338,7 +361,8 @@ def build_train_iterator(data_cfg: mlc.ConfigDict, *, tokenizer=None,
   _check_heads(domains)
   streams = [train_dataset(d, data_cfg, tokenizer=tokenizer, image_size=image_size, seed=seed,
                            host_batch=host_batch, process_index=process_index,
-                           process_count=process_count) for d in domains.values()]
+                           process_count=process_count, with_index=with_index)
+             for d in domains.values()]
   ds = grain.experimental.ZipMapDataset(streams).map(NameStreams(tuple(domains)))
   ds = ds.to_iter_dataset(_read_options(data_cfg))
   if data_cfg.worker_count > 0:
@@ -388,6 +412,21 @@ def build_eval_batches(data_cfg: mlc.ConfigDict, *, tokenizer=None,
                            process_count=process_count)
       out[f'{role}/{split}'] = EvalBatches(ds, n, _read_options(data_cfg))
   return out
+
+
+def training_examples(data_cfg: mlc.ConfigDict, role: str, *, tokenizer=None,
+                      image_size: int | None = None, batch_size: int = 64,
+                      seed: int = 0) -> EvalBatches:
+  """Every training example of one domain (the few-shot subset when there is one), once, in
+  source order (row i of the concatenated batches is `index` i), unshuffled and without
+  augmentation, padded and masked like eval: what a per-example cache is computed from. Every
+  host gets all of them, as any host may read any training row."""
+  domain = resolve_domain(role, data_cfg)
+  source = _train_split_source(domain, data_cfg, seed)
+  ds, n = eval_dataset(domain, domain.cfg.train_split, data_cfg, tokenizer=tokenizer,
+                       image_size=image_size, host_batch=batch_size, process_index=0,
+                       process_count=1, source=source)
+  return EvalBatches(ds, n, _read_options(data_cfg))
 
 
 def dataset_info(domain_cfg: mlc.ConfigDict, data_cfg: mlc.ConfigDict) -> sources.DatasetInfo:

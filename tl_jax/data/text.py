@@ -64,9 +64,10 @@ class TokenizeBatch:
 
 def collate_extras(examples: Sequence[dict[str, Any]],
                    batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-  """Add `label` (int32) and `mask` (bool) when the examples carry them."""
-  if 'label' in examples[0]:
-    batch['label'] = np.fromiter((ex['label'] for ex in examples), np.int32, len(examples))
+  """Add `label` and `index` (int32) and `mask` (bool) when the examples carry them."""
+  for key in ('label', 'index'):
+    if key in examples[0]:
+      batch[key] = np.fromiter((ex[key] for ex in examples), np.int32, len(examples))
   if 'mask' in examples[0]:
     batch['mask'] = np.fromiter((ex['mask'] for ex in examples), bool, len(examples))
   return batch

@@ -32,6 +32,7 @@ from tl_jax.train import health as health_lib
 from tl_jax.train import memory
 from tl_jax.train import metrics as metrics_lib
 from tl_jax.train import parallel
+from tl_jax.train import prefix_cache
 from tl_jax.train import step as step_lib
 from tl_jax.train import workdir as workdir_lib
 from tl_jax.methods import objectives
@@ -286,10 +287,16 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
   pieces = pieces_lib.build(config)
   module = pieces.module
   core = step_lib.TrainCore(config, module, pieces.params, pretrained_params=pieces.params)
+  caches = {}  # role -> frozen-prefix activations of every training example
+  if config.transfer.cache_frozen_prefix:
+    top, caches = prefix_cache.for_run(config, module, pieces.params, core.schedule,
+                                       core.objective.needs, tokenizer=pieces.tokenizer)
+    core = step_lib.TrainCore(config, top, pieces.params, pretrained_params=pieces.params)
   num_devices = core.launcher.num_devices
   data_kwargs = dict(tokenizer=pieces.tokenizer, image_size=_image_size(config, module),
                      num_devices=num_devices)
-  train_iter = data_lib.build_train_iterator(config.data, seed=config.seed, **data_kwargs)
+  train_iter = data_lib.build_train_iterator(config.data, seed=config.seed,
+                                             with_index=bool(caches), **data_kwargs)
   draws = data_lib.few_shot_draws(config.data, config.seed)  # printed, and kept in config.json
   evals = data_lib.build_eval_batches(config.data, **data_kwargs)
   check_fits(config, pieces, core, evals)
@@ -345,6 +352,8 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
   try:
     for step in range(start + 1, num_steps + 1):
       batch = next(train_iter)
+      if caches:  # the rows' cached prefix activations replace their token inputs
+        batch = prefix_cache.attach(batch, caches)
       if step == start + 1:  # multi-host: each host reads only its rows of the global batch
         logging.info('Process %d of %d reads %d of the %d rows of each global batch.',
                      jax.process_index(), jax.process_count(),

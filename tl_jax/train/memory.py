@@ -71,15 +71,20 @@ def available_bytes(device: jax.Device | None = None) -> int | None:
   RAM (all simulated CPU devices share it). None when it cannot be told."""
   device = device or jax.local_devices()[0]
   if device.platform == 'cpu':
-    try:
-      import psutil  # pylint: disable=g-import-not-at-top
-    except ImportError:
-      return None
-    return int(psutil.virtual_memory().available)
+    return host_available_bytes()
   stats = device.memory_stats() or {}
   if 'bytes_limit' not in stats:
     return None
   return int(stats['bytes_limit']) - int(stats.get('bytes_in_use', 0))
+
+
+def host_available_bytes() -> int | None:
+  """The host's available RAM; None when it cannot be told."""
+  try:
+    import psutil  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  return int(psutil.virtual_memory().available)
 
 
 def gib(n: int) -> str:
