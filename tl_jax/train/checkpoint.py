@@ -19,6 +19,9 @@ then neither creates, deletes nor cleans up anything, and a broken or vanished s
 without being moved, so a reader is safe beside a live trainer (only the lock holder, the
 trainer, moves or deletes steps).
 
+The integrity checks live in integrity.py, the quieting of orbax's after-failure noise in
+orbax_quiet.py, the error classes in checkpoint_errors.py (all re-exported here).
+
 Usage (the loop):
   ckpt = Checkpointer.from_config(workdir.checkpoints, config.train)
   restored = ckpt.restore_latest(lambda meta: template_for_stage(meta["stage"]))
@@ -32,57 +35,34 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging as std_logging
 import math
 import os
 import pathlib
 import re
 import shutil
-import sys
 import time
 from typing import Any, Callable, Mapping
-import zlib
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocp_managers
 
-from tl_jax import errors
+from tl_jax.train import integrity
+from tl_jax.train import orbax_quiet
+from tl_jax.train.orbax_quiet import one_line
+# Re-exported: callers name the errors and the tree helpers through this module.
+from tl_jax.train.checkpoint_errors import (  # noqa: F401
+    CheckpointError, CheckpointTemplateError, CheckpointWriteError, CorruptCheckpointError,
+    NoUsableCheckpointError, NonFiniteStateError)
+from tl_jax.train.integrity import (  # noqa: F401
+    CHECKSUM, LEGACY, leaves_by_path, mismatched_paths, path_name)
 
 STATE, META, INTEGRITY = "state", "meta", "integrity"
 COMMIT_MARKER = "commit_success.txt"  # orbax writes it into a step before the final rename
 REJECTED_SUFFIX = "_rejected"
-# The integrity record names its algorithm; checkpoints written before it was recorded used
-# LEGACY (a weighted sum that missed some sign/exponent bit flips) and are verified with it.
-CHECKSUM, LEGACY = "crc32", "weighted-sum-v0"
 _READER_RETRIES = 5  # a reader that keeps losing its step to the trainer's keep-K deletes
-
-
-class CheckpointError(errors.TlJaxError, ValueError):
-  """A checkpoint that cannot be written or read as asked; the message names the fix."""
-
-
-class CorruptCheckpointError(CheckpointError):
-  """One step's files are truncated, corrupted or incomplete."""
-
-
-class NoUsableCheckpointError(CheckpointError):
-  """Checkpoints exist but none of them restores."""
-
-
-class CheckpointTemplateError(CheckpointError):
-  """The restore template does not have the saved tree structure or shapes (a caller bug)."""
-
-
-class CheckpointWriteError(CheckpointError):
-  """A checkpoint could not be written (disk full, quota, file size limit, permissions)."""
-
-
-class NonFiniteStateError(CheckpointError):
-  """A state with NaN/inf values: refused, so it never displaces a good checkpoint."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,9 +91,10 @@ class Checkpointer:
     self.best_mode = best_mode
     self.verify = verify
     self.read_only = read_only
-    _quiet_stray_read_errors()  # orbax's leftovers after a handled failure: not tracebacks
+    # Orbax's leftovers after a handled failure are logged, not printed as tracebacks.
+    orbax_quiet.quiet_stray_read_errors()
     if read_only:  # never create, clean up or move anything: the trainer may be writing
-      with _quiet_absl("read only"):
+      with orbax_quiet.quiet_absl("read only"):
         self._mgr = ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(
                 read_only=True, create=False, cleanup_tmp_directories=False,
@@ -201,7 +182,7 @@ class Checkpointer:
     if not (force or new_best or self._mgr.should_save(step)):
       return False
     meta = _as_json(meta, f"checkpoint meta of step {step}")
-    checksums, bad_leaf = _digest(state)
+    checksums, bad_leaf = integrity.digest(state)
     if bad_leaf is not None:
       raise NonFiniteStateError(
           f"refusing to save step {step}: {bad_leaf} holds NaN/inf values; the last good "
@@ -211,7 +192,8 @@ class Checkpointer:
         META: ocp.args.JsonSave(meta),
         INTEGRITY: ocp.args.JsonSave({"algorithm": CHECKSUM, "checksums": checksums})})
     try:
-      with _quiet_orbax_metrics_warning():  # also waits for (and raises) the previous save
+      # The save also waits for (and raises) the previous one.
+      with orbax_quiet.quiet_orbax_metrics_warning():
         saved = self._mgr.save(step, args=args, metrics=metrics if self.best_metric else None,
                                force=True)
     except Exception as e:
@@ -234,7 +216,7 @@ class Checkpointer:
       try:
         self._mgr.close()
       except Exception as e:  # the same failure again, already raised by wait()
-        logging.debug("closing the checkpoint manager: %s", _one_line(e))
+        logging.debug("closing the checkpoint manager: %s", one_line(e))
 
   def _write_error(self, step: int | None, error: BaseException) -> CheckpointWriteError:
     """One line: which step, the OS reason, the fix, and what is still usable."""
@@ -242,9 +224,11 @@ class Checkpointer:
     match = re.search(rf"{re.escape(self.directory.name)}/(\d+)\.orbax-checkpoint-tmp", text)
     step = int(match.group(1)) if match else step
     code = re.search(r"os_error_code='(\d+)'", text)
-    reason = f"{os.strerror(int(code.group(1)))} (errno {code.group(1)})" if code else _one_line(error)
-    complete = [int(p.name) for p in self.directory.iterdir()
-                if p.name.isdigit() and (p / COMMIT_MARKER).exists()] if self.directory.is_dir() else []
+    reason = (f"{os.strerror(int(code.group(1)))} (errno {code.group(1)})" if code
+              else one_line(error))
+    complete = ([int(p.name) for p in self.directory.iterdir()
+                 if p.name.isdigit() and (p / COMMIT_MARKER).exists()]
+                if self.directory.is_dir() else [])
     kept = (f"the last complete checkpoint (step {max(complete)}) is kept and a rerun resumes "
             "from it" if complete else "no complete checkpoint exists yet")
     which = f"step {step}" if step is not None else "a checkpoint"
@@ -264,9 +248,10 @@ class Checkpointer:
     """The JSON meta of `step` (raises CorruptCheckpointError if unreadable)."""
     self.wait()
     try:
-      return self._mgr.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
+      args = ocp.args.Composite(**{META: ocp.args.JsonRestore()})
+      return self._mgr.restore(step, args=args)[META]
     except Exception as e:  # orbax/tensorstore raise many types; all mean "unreadable" here
-      raise CorruptCheckpointError(f"step {step}: meta unreadable ({_one_line(e)})") from e
+      raise CorruptCheckpointError(f"step {step}: meta unreadable ({one_line(e)})") from e
 
   def latest_meta(self) -> tuple[int, dict[str, Any]] | None:
     """(step, meta) of the newest step, or None without checkpoints. No fallback: prefer
@@ -282,19 +267,21 @@ class Checkpointer:
       saved = self._mgr.item_metadata(step)[STATE]
       saved = getattr(saved, "tree", saved)
     except Exception as e:
-      raise CorruptCheckpointError(f"step {step}: state metadata unreadable ({_one_line(e)})") from e
-    _check_template(step, saved, template)
-    _quiet_stray_read_errors()
+      raise CorruptCheckpointError(
+          f"step {step}: state metadata unreadable ({one_line(e)})") from e
+    integrity.check_template(step, saved, template)
+    orbax_quiet.quiet_stray_read_errors()
     try:
       restored = self._mgr.restore(step, args=ocp.args.Composite(**{
           STATE: ocp.args.StandardRestore(template),
           INTEGRITY: ocp.args.JsonRestore()}))
     except Exception as e:
-      raise CorruptCheckpointError(f"step {step}: state unreadable ({_one_line(e)})") from e
+      raise CorruptCheckpointError(f"step {step}: state unreadable ({one_line(e)})") from e
     state = restored[STATE]
     if self.verify:
-      integrity = restored[INTEGRITY]
-      _verify(step, state, template, integrity["checksums"], integrity.get("algorithm", LEGACY))
+      record = restored[INTEGRITY]
+      integrity.verify(step, state, template, record["checksums"],
+                       record.get("algorithm", LEGACY))
     return state
 
   def saved_structure(self, step: int) -> dict[str, Any]:
@@ -304,9 +291,10 @@ class Checkpointer:
       saved = self._mgr.item_metadata(step)[STATE]
       saved = getattr(saved, "tree", saved)
     except Exception as e:
-      raise CorruptCheckpointError(f"step {step}: state metadata unreadable ({_one_line(e)})") from e
+      raise CorruptCheckpointError(
+          f"step {step}: state metadata unreadable ({one_line(e)})") from e
     return {p: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype)
-            for p, m in _leaves_by_path(saved).items() if hasattr(m, "shape")}
+            for p, m in integrity.leaves_by_path(saved).items() if hasattr(m, "shape")}
 
   def saved_tree(self, step: int, sharding: Any = None) -> Any:
     """The saved state's tree (dicts and lists, as orbax stores it) of ShapeDtypeStructs: a
@@ -441,152 +429,6 @@ class Checkpointer:
         self._move_aside(entry.name, "incomplete")
 
 
-# ---------------------------------------------------------------------------------------------
-# Tree structure, checksums, finiteness
-
-def _key_name(entry: Any) -> str:
-  for attr in ("key", "idx", "name"):
-    if hasattr(entry, attr):
-      return str(getattr(entry, attr))
-  return str(entry)
-
-
-def path_name(path: Any) -> str:
-  """A tree path as '/'-joined names; dict keys, sequence indices and namedtuple fields alike
-  (orbax saves namedtuples and tuples as dicts and lists)."""
-  return "/".join(_key_name(k) for k in path)
-
-
-def _leaves_by_path(tree: Any) -> dict[str, Any]:
-  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-  return {path_name(path): leaf for path, leaf in flat}
-
-
-leaves_by_path = _leaves_by_path
-
-
-def mismatched_paths(saved: Mapping[str, Any], template: Any) -> set[str]:
-  """Paths of `saved` ({path: shape-bearing leaf}, see Checkpointer.saved_structure) and of
-  `template` that are missing on one side or stored with another shape."""
-  wanted = _leaves_by_path(template)
-  out = set(saved) ^ set(wanted)
-  out |= {p for p in set(saved) & set(wanted)
-          if tuple(np.shape(saved[p])) != _stored_shape(wanted[p])}
-  return out
-
-
-def _check_template(step: int, saved: Any, template: Any) -> None:
-  saved_leaves, wanted = _leaves_by_path(saved), _leaves_by_path(template)
-  missing = sorted(set(saved_leaves) - set(wanted))
-  extra = sorted(set(wanted) - set(saved_leaves))
-  if missing or extra:
-    detail = []
-    if missing:
-      detail.append(f"saved but not in the template: {', '.join(missing[:3])}")
-    if extra:
-      detail.append(f"in the template but not saved: {', '.join(extra[:3])}")
-    raise CheckpointTemplateError(
-        f"step {step}: the restore template does not match the saved state "
-        f"({'; '.join(detail)}); build the template for the stage recorded in its meta")
-  for path, leaf in wanted.items():
-    saved_shape = getattr(saved_leaves[path], "shape", None)
-    if saved_shape is not None and tuple(saved_shape) != _stored_shape(leaf):
-      raise CheckpointTemplateError(
-          f"step {step}: {path} was saved with shape {tuple(saved_shape)} but the template has "
-          f"{_stored_shape(leaf)}; the workdir holds a different model")
-
-
-def _stored_shape(leaf: Any) -> tuple[int, ...]:
-  """The shape orbax stores: typed PRNG keys are stored as their key data."""
-  dtype = getattr(leaf, "dtype", None)
-  if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-    return tuple(jax.eval_shape(jax.random.key_data, leaf).shape)
-  return tuple(np.shape(leaf))
-
-
-def _is_array(x: Any) -> bool:
-  return isinstance(x, (jax.Array, np.ndarray, np.generic))
-
-
-def _host_bytes(x: Any) -> np.ndarray | None:
-  """The bytes of `x` as one flat uint8 host array (None where this process cannot see all
-  of it: a multi-host array sharded across processes)."""
-  if isinstance(x, jax.Array):
-    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-      x = jax.random.key_data(x)
-    if not x.is_fully_addressable:
-      if not x.sharding.is_fully_replicated:
-        return None
-      x = x.addressable_data(0)
-  host = np.ascontiguousarray(np.asarray(x))
-  return host.reshape(-1).view(np.uint8)
-
-
-def _crc32(x: Any) -> int | None:
-  data = _host_bytes(x)
-  return None if data is None else zlib.crc32(data)
-
-
-@jax.jit
-def _all_finite(x: jax.Array) -> jax.Array:
-  """Whether every value of `x` is finite. Jitted per leaf, not per tree: a few shapes compile
-  once and serve every stage's tree."""
-  if jnp.issubdtype(x.dtype, jnp.inexact):
-    return jnp.all(jnp.isfinite(x))
-  return jnp.bool_(True)
-
-
-def _host_scalar(x: jax.Array) -> Any:
-  return np.asarray(x.addressable_data(0)).item()  # replicated; fine with non-local shards
-
-
-def _digest(tree: Any) -> tuple[dict[str, int], str | None]:
-  """({path: CRC32 of the leaf's bytes}, the first path holding NaN/inf or None).
-
-  CRC32 detects every error burst up to 32 bits, so every single- (and few-) bit flip in a
-  leaf; the old weighted sum missed half of the float sign-bit flips. Cost: one host copy and
-  ~1 GB/s of CRC per process, paid only when saving and restoring."""
-  leaves = {p: x for p, x in _leaves_by_path(tree).items() if _is_array(x)}
-  if not leaves:
-    return {}, None
-  finite = {p: _all_finite(x) for p, x in leaves.items()
-            if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)}  # dispatched async
-  checksums = {p: c for p, x in leaves.items() if (c := _crc32(x)) is not None}
-  bad = next((p for p, ok in finite.items() if not _host_scalar(ok)), None)
-  return checksums, bad
-
-
-@jax.jit
-def _legacy_sum(x: jax.Array) -> jax.Array:
-  """The checksum of checkpoints written before CHECKSUM was recorded (verification only)."""
-  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-    x = jax.random.key_data(x)
-  if x.dtype == jnp.bool_:
-    x = x.astype(jnp.uint8)
-  unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}.get(x.dtype.itemsize)
-  if unsigned is None or jnp.issubdtype(x.dtype, jnp.complexfloating):
-    return jnp.uint32(0)
-  bits = jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32).reshape(-1)
-  weights = jnp.arange(bits.size, dtype=jnp.uint32) * jnp.uint32(2654435761) + jnp.uint32(1)
-  return jnp.sum(bits * weights, dtype=jnp.uint32)
-
-
-def _verify(step: int, state: Any, template: Any, saved: Mapping[str, int],
-            algorithm: str = CHECKSUM) -> None:
-  wanted_dtypes = {p: getattr(x, "dtype", None) for p, x in _leaves_by_path(template).items()}
-  restored = {p: x for p, x in _leaves_by_path(state).items() if _is_array(x)}
-  for path, leaf in restored.items():
-    # A template of another dtype (e.g. bf16 onto fp32) casts: the bits legitimately differ.
-    if path not in saved or wanted_dtypes.get(path) != getattr(leaf, "dtype", None):
-      continue
-    value = _crc32(leaf) if algorithm == CHECKSUM else int(_host_scalar(_legacy_sum(leaf)))
-    if value is not None and saved[path] != value:
-      raise CorruptCheckpointError(f"step {step}: {path} fails its checksum (corrupted data)")
-
-
-# ---------------------------------------------------------------------------------------------
-# Small helpers
-
 def _as_json(value: Mapping[str, Any], what: str) -> dict[str, Any]:
   try:
     return json.loads(json.dumps(dict(value), allow_nan=False))
@@ -595,98 +437,6 @@ def _as_json(value: Mapping[str, Any], what: str) -> dict[str, Any]:
                           "dicts/lists/str/numbers (decode bytes, convert arrays)") from None
 
 
-def _one_line(error: BaseException) -> str:
-  text = str(error).strip().splitlines()
-  line = text[0] if text else type(error).__name__
-  line = line.split(" See full TensorStore details")[0]  # followed by an unreadable repr
-  return line[:200] + ("..." if len(line) > 200 else "")
-
-
-def _is_stray_read_error(error: BaseException | None) -> bool:
-  text = str(error)
-  return (text == "Event loop is closed" or text.startswith("Encountered error while reading")
-          or "Error writing" in text)  # a failed async save: raised again as one line
-
-
-class _StrayReadErrorFilter(std_logging.Filter):
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    return not (record.exc_info and _is_stray_read_error(record.exc_info[1]))
-
-
-class _FailedSaveLogFilter(std_logging.Filter):
-  """Orbax logs a failed async save from each of its threads, with tracebacks; the failure is
-  raised again by the next save/wait, where it becomes one CheckpointWriteError line."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    if record.levelno < std_logging.ERROR or "/orbax/" not in record.pathname:
-      return True
-    message = record.getMessage().lower()
-    return not (record.exc_info or "exception" in message or "fail" in message)
-
-
-def _quiet_stray_read_errors() -> None:
-  """After a failed restore, tensorstore still completes the other pending reads: they call
-  back into orbax's (by then closed) event loop, or end as asyncio tasks whose error nobody
-  retrieves. Python prints each as a traceback on stderr, which reads like a crash although the
-  failure was handled (CorruptCheckpointError). Log them at debug level instead. Installed
-  before a restore: the callbacks may come before the error reaches us."""
-  previous = sys.unraisablehook
-  if getattr(previous, "_tl_jax_quiet", False):
-    return
-
-  def hook(unraisable):
-    if _is_stray_read_error(unraisable.exc_value):
-      logging.debug("after a failed checkpoint read: %s", _one_line(unraisable.exc_value))
-    else:
-      previous(unraisable)
-  hook._tl_jax_quiet = True
-  sys.unraisablehook = hook
-  std_logging.getLogger("asyncio").addFilter(_StrayReadErrorFilter())
-  std_logging.getLogger("absl").addFilter(_FailedSaveLogFilter())
-  # Tensorstore prints the exceptions of its callbacks into a closed loop with PyErr_Print,
-  # which goes through sys.excepthook.
-  previous_excepthook = sys.excepthook
-
-  def excepthook(kind, value, tb):
-    if _is_stray_read_error(value):
-      logging.debug("after a failed checkpoint read/write: %s", _one_line(value))
-    else:
-      previous_excepthook(kind, value, tb)
-  sys.excepthook = excepthook
-
-
 def _item_handlers() -> dict[str, Any]:
   return {STATE: ocp.StandardCheckpointHandler(), META: ocp.JsonCheckpointHandler(),
           INTEGRITY: ocp.JsonCheckpointHandler()}
-
-
-class _quiet_absl:
-  """Drops orbax's absl log lines containing `text` for the duration (expected, not news)."""
-
-  def __init__(self, text: str):
-    self._text = text
-
-  def __enter__(self):
-    text = self._text
-    self._filter = type("_Filter", (std_logging.Filter,), {
-        "filter": lambda _, record: text not in record.getMessage()})()
-    std_logging.getLogger("absl").addFilter(self._filter)
-
-  def __exit__(self, *exc):
-    std_logging.getLogger("absl").removeFilter(self._filter)
-
-
-class _quiet_orbax_metrics_warning:
-  """Orbax warns on every save without metrics when best tracking is on; saves between evals
-  are expected here."""
-
-  class _Filter(std_logging.Filter):
-    def filter(self, record: std_logging.LogRecord) -> bool:
-      return "did not provide metrics" not in record.getMessage()
-
-  def __enter__(self):
-    self._filter = self._Filter()
-    std_logging.getLogger("absl").addFilter(self._filter)
-
-  def __exit__(self, *exc):
-    std_logging.getLogger("absl").removeFilter(self._filter)
