@@ -1,9 +1,24 @@
 """Head only: the MiniLM backbone is frozen, only the new linear head trains (a linear probe
-trained end to end; a larger learning rate, as a probe needs).
+trained end to end), until validation accuracy stops improving.
+
+A linear head on frozen mean-pooled features is a convex problem that needs far more steps, or
+a far larger learning rate, than fine-tuning the backbone: at few_shot_bbc's 1e-4 (or 1e-3)
+and 30 cosine-decayed steps it stops at ~0.73, well short of a logistic regression on the same
+features. So: a constant 3e-2 (no warmup, no decay cut short by the stop), up to 500 steps,
+an eval of the target's validation split every 10 steps, stop after 3 without a gain (the test
+split is evaluated too, never used to choose). No dropout: the backbone is frozen, so dropout
+would only add noise to the features the head sees in training and not at eval.
 
 Run:   tl-jax train --config=configs/head_only_bbc.py --workdir=runs/head_only_bbc
-Measured by python experiments/finetune_table.py (3 seeds, 30 steps, test split):
-  target test accuracy 0.7345 ± 0.0453.
+       (--config.seed=S: another few-shot draw, order and head init)
+Measured, seeds 0, 1, 2 (2 shared CPU cores, load 5-7; ~3 min a run): best validation step 10,
+20, 10, stopped at 40, 50, 40; validation 0.8789 ± 0.0072; test accuracy at the best validation
+step (the kept best checkpoint) 0.8863 ± 0.0118, at the stop (what `Done:` prints) 0.8801 ±
+0.0108. On the same draws and the same frozen features (64 tokens, mean pooling), a logistic
+regression reaches test 0.8769 ± 0.0118 (tl_jax.analysis.linear_probe, l2 1e-3, 300 full-batch
+Adam steps) and 0.8941 ± 0.0150 (scikit-learn, C=1): the head matches the probe within the
+seed spread (per seed vs scikit-learn: -0.023, +0.009, -0.009). The old recipe (1e-3, 30
+steps): 0.7345 ± 0.0453.
 """
 
 from tl_jax.config import base_config
@@ -14,5 +29,17 @@ def get_config(arg=None):
   del arg
   config = few_shot_bbc(base_config())
   config.transfer.freeze_preset = 'head_only'
-  config.optimizer.learning_rate = 1e-3
+  config.model.dropout_rate = 0.0
+  config.model.attention_dropout_rate = 0.0
+  config.optimizer.learning_rate = 3e-2
+  config.optimizer.schedule = 'constant'
+  config.optimizer.warmup_steps = 0
+  # The same stopping settings as finetune_bbc.py / head_only_bbc.py (tests/test_recipes.py):
+  # the fine-tuning table's sweep runs head_only_bbc.py as overrides of finetune_bbc.py.
+  config.train.num_steps = 500
+  config.train.eval_every = 10
+  config.train.log_every = 10
+  config.train.best_metric = 'target/validation/accuracy'
+  config.train.best_mode = 'max'
+  config.train.early_stopping_patience = 3
   return config

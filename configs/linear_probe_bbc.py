@@ -4,12 +4,14 @@ Run:   python experiments/linear_probe.py --config=configs/linear_probe_bbc.py
        (features are computed once per backbone/split and cached under
        config.transfer.linear_probe.cache_dir; a rerun only trains the probe)
        python experiments/bench_linear_probe.py --config=configs/linear_probe_bbc.py
-Measured (2 CPU cores, heavily shared; probe: full batch, Adam 0.05, 300 steps, l2 1e-3):
+Measured on the de-duplicated splits (2 CPU cores shared, load ~7-8; probe: full batch, Adam
+0.05, 300 steps, l2 1e-3):
   backbone     train N  test N  train acc  test acc  features s  probe s
-  pretrained   1781     221     1.0000     0.9548    383.9       3.67
-  random init  1781     221     1.0000     0.8145    484.9       3.54
-bench (256 examples x 128 tokens, batch 32, median of 5): probe epoch on the cache 1.09 ms,
-recomputing the backbone 21516 ms: ~19,700x (the load inflates the backbone side).
+  pretrained   1699     214     1.0000     0.9673    202.6       2.13
+  random init  1699     214     1.0000     0.8271    222.9       1.08
+bench (256 examples x 128 tokens, batch 32, median of 5; not rerun, it reads no split sizes):
+probe epoch on the cache 1.09 ms, recomputing the backbone 21516 ms: ~19,700x (the load
+inflates the backbone side).
 """
 
 from tl_jax.config import base_config
