@@ -65,3 +65,71 @@ def digits_uda(config):
   config.optimizer.warmup_steps = 20
   config.optimizer.weight_decay = 1e-4
   return config
+
+
+TEXT_SOURCE, TEXT_TARGET = 'bbc_shift/tail_ocr', 'bbc_shift/lead'
+
+
+def text_uda(config):
+  """The shared recipe of the text DA table: the later body of BBC articles as a bad OCR scan
+  reads it (labelled source, `bbc_shift/tail_ocr`) -> the clean headline + lead sentences of
+  other articles (unlabelled target, `bbc_shift/lead`; tl_jax/data/builders/bbc_shift.py),
+  pretrained MiniLM-L6 with its embeddings and bottom 4 of 6 layers frozen (2 shared CPU cores:
+  no backward below layer 4), 64 tokens, batch 16 per domain, 60 steps (~1.1 epochs of the
+  source). Nothing here reads target labels: the run evaluates the target test split only for
+  the report and keeps the last step (no best checkpoint by a target metric)."""
+  config.model.name = 'minilm'
+  config.model.init = 'pretrained'
+  config.model.pooling = 'mean'
+  config.transfer.stages = ()
+  config.transfer.freeze_preset = 'bottom:4'
+  config.data.text_fields = ('text',)
+  config.data.source.name = TEXT_SOURCE
+  config.data.source.eval_splits = ('validation',)
+  config.data.target.name = TEXT_TARGET
+  config.data.target.labeled = False  # unsupervised DA: target labels never reach the loss
+  config.data.target.eval_splits = ('test',)
+  config.data.max_length = 64
+  config.data.batch_size = 16
+  config.data.eval_batch_size = 64
+  config.train.num_steps = 60
+  config.train.log_every = 5
+  config.train.eval_every = 60
+  config.train.checkpoint_every = 0
+  config.train.best_metric = ''  # no target validation labels in UDA
+  config.train.export_hf = False
+  config.optimizer.learning_rate = 1e-4
+  config.optimizer.warmup_steps = 10
+  return config
+
+
+def image_uda(config, model_dir: str):
+  """The shared recipe of the image DA table: digits/original (labelled source) ->
+  digits/rotated (unlabelled target), the small ViT of configs/sweeps/vit_digits_pretrain.py
+  (8x8 input, patch 2, width 64, 4 layers) *pretrained on digits/original* (not ImageNet: no ViT
+  weights ship offline), loaded from its HF export `model_dir` with a new head, every weight
+  fine-tuned, 200 steps, batch 64 per domain. Target labels only score the test split."""
+  config.model.name = model_dir
+  config.model.init = 'pretrained'
+  config.model.pooling = 'cls'
+  config.model.dropout_rate = 0.0
+  config.model.attention_dropout_rate = 0.0
+  config.transfer.stages = ()
+  config.transfer.freeze_preset = 'all'
+  config.data.source.name = 'digits/original'
+  config.data.source.eval_splits = ('validation', 'test')
+  config.data.target.name = 'digits/rotated'
+  config.data.target.labeled = False  # unsupervised DA: target labels never reach the loss
+  config.data.target.eval_splits = ('test',)
+  config.data.batch_size = 64
+  config.data.eval_batch_size = 256
+  config.train.num_steps = 200
+  config.train.log_every = 10
+  config.train.eval_every = 200
+  config.train.checkpoint_every = 0
+  config.train.best_metric = ''  # no target validation labels in UDA
+  config.train.export_hf = False
+  config.optimizer.learning_rate = 5e-4
+  config.optimizer.warmup_steps = 10
+  config.optimizer.weight_decay = 1e-4
+  return config
