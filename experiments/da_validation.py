@@ -143,7 +143,7 @@ def _unlabelled(batches):
 
 def forward_split(fn, params, batches) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
   """(features, probs, labels or None) over every real example (padding rows dropped)."""
-  from tl_jax.analysis import features  # pylint: disable=g-import-not-at-top
+  from tl_jax.models import forward as forward_lib  # pylint: disable=g-import-not-at-top
   feats, probs, labels = [], [], []
   for batch in batches:
     f, p = fn(params, forward_lib.model_inputs(batch))

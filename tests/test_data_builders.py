@@ -217,7 +217,7 @@ def test_folder_skips_hidden_and_os_junk_entries(tmp_path, monkeypatch, capsys):
   pieces = types.SimpleNamespace(
       target_info=info, source_info=None, module=types.SimpleNamespace(num_layers=1), params={},
       load_report=types.SimpleNamespace(new_keys=[], dropped_keys=[]))
-  monkeypatch.setattr(experiment, 'build', lambda config: pieces)
+  monkeypatch.setattr(pieces_lib, 'build', lambda config: pieces)
   summary.print_info(types.SimpleNamespace(model=types.SimpleNamespace(name='m', init='random')))
   out = capsys.readouterr().out
   assert 'skipped 7 hidden entries: .DS_Store, .ipynb_checkpoints, __MACOSX' in out
