@@ -25,15 +25,23 @@ def parse_options(arg: str, allowed: tuple[str, ...], *, where: str) -> tuple[st
 
 
 def few_shot_bbc(config):
-  """The shared recipe of the fine-tuning table: MiniLM, BBC News with 8 labelled per class."""
+  """The shared recipe of the fine-tuning table: MiniLM, BBC News with 8 labelled per class,
+  trained until the target's validation accuracy stops improving (an eval every 10 steps, stop
+  after 3 without a gain, at most 500 steps); the run's result is its best checkpoint. The test
+  split is evaluated too, never used to choose. AdamW 1e-4, cosine decay over the 500 steps (a
+  stop at step 100 still sees 0.9 of the peak LR)."""
   config.model.name = 'minilm'
   config.data.target.name = 'bbc_news'
   config.data.target.few_shot = 8
   config.data.max_length = 64
   config.data.batch_size = 16
-  config.train.num_steps = 30
-  config.train.eval_every = 30
+  config.train.num_steps = 500
+  config.train.eval_every = 10
+  config.train.log_every = 10
   config.train.checkpoint_every = 0
+  config.train.best_metric = 'target/validation/accuracy'
+  config.train.best_mode = 'max'
+  config.train.early_stopping_patience = 3
   config.optimizer.learning_rate = 1e-4
   return config
 

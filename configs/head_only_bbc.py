@@ -34,12 +34,4 @@ def get_config(arg=None):
   config.optimizer.learning_rate = 3e-2
   config.optimizer.schedule = 'constant'
   config.optimizer.warmup_steps = 0
-  # The same stopping settings as finetune_bbc.py / head_only_bbc.py (tests/test_recipes.py):
-  # the fine-tuning table's sweep runs head_only_bbc.py as overrides of finetune_bbc.py.
-  config.train.num_steps = 500
-  config.train.eval_every = 10
-  config.train.log_every = 10
-  config.train.best_metric = 'target/validation/accuracy'
-  config.train.best_mode = 'max'
-  config.train.early_stopping_patience = 3
   return config

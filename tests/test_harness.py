@@ -90,17 +90,6 @@ def test_unknown_group_is_one_error_before_anything_runs(sweep_file, tmp_path):
   assert not (tmp_path / 'runs').exists()
 
 
-def test_config_overrides_are_what_a_config_file_changes():
-  from tl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  base = config_lib.from_file(str(REPO / 'configs' / 'source_only_digits.py'))
-  dann = config_lib.from_file(str(REPO / 'configs' / 'dann_digits.py'))
-  overrides = harness.config_overrides(base, dann)
-  assert overrides['transfer.objectives'] == ('cross_entropy', 'dann')
-  assert overrides['transfer.dann.weight'] == 0.1
-  assert 'model.name' not in overrides  # the same in both
-  assert sweep.apply_overrides(base, overrides).to_dict() == dann.to_dict()
-
-
 def test_table_sweeps_expand_with_their_options():
   da = sweep.SweepSpec(str(REPO / 'configs/sweeps/da_digits.py') + ':steps=2,seeds=2').runs()
   assert da[0].name == 'source_only,seed=0' and len(da) == 9 * 2

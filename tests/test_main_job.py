@@ -7,6 +7,8 @@ import jax
 import numpy as np
 import pytest
 
+import cli_helpers
+from cli_helpers import tiny_assets  # noqa: F401 (session fixture)
 from fixtures_data import prepared_data_dir  # noqa: F401 (session fixture)
 from tl_jax import config as config_lib
 from tl_jax import pieces as pieces_lib
@@ -84,3 +86,34 @@ def test_rerun_of_a_finished_job_resumes_instead_of_retraining(finished_run):
   assert again == pytest.approx(final)
   steps = [json.loads(l)['step'] for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
   assert max(steps) == 3
+
+
+def test_a_run_with_a_best_metric_reports_and_exports_its_best_checkpoint(tiny_assets, tmp_path):
+  """Early stopping or not, a run that selects by a validation metric is its best checkpoint:
+  `train` returns that step's eval, and the export holds that step's params, not the last's."""
+  config = config_lib.from_file(cli_helpers.TINY_CONFIG)
+  config.model.name = str(tiny_assets.bert_dir)
+  config.data.target.name = tiny_assets.text_dataset
+  config.data.data_dir = str(tiny_assets.data_dir)
+  config.data.text_fields = ('text',)
+  config.data.target.eval_splits = ('validation',)
+  config.train.best_metric, config.train.best_mode = 'target/validation/loss', 'min'
+  config.optimizer.learning_rate = 0.1  # the loss jumps after the first eval: best is early
+  final = loop.train(config, str(tmp_path))
+
+  records = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  evals = {r['step']: r for r in records if 'target/validation/loss' in r}
+  best = min(evals, key=lambda s: evals[s]['target/validation/loss'])
+  assert best != max(evals), evals  # the case under test: the best is not the last step
+  assert final == pytest.approx({k: v for k, v in evals[best].items() if k != 'step'})
+
+  pieces = pieces_lib.build(config)
+  core = step_lib.TrainCore(config, pieces.module, pieces.params)
+  ckpt = checkpoint.Checkpointer.from_config(tmp_path / 'checkpoints', config.train)
+  saved = {s: ckpt.restore(s, core.abstract_state(s)).params for s in (best, max(evals))}
+  ckpt.close()
+  _, exported = models.load_pretrained(tmp_path / 'export')
+  for got, want in zip(jax.tree.leaves(exported), jax.tree.leaves(saved[best])):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  assert any(not np.array_equal(np.asarray(a), np.asarray(b))
+             for a, b in zip(jax.tree.leaves(saved[best]), jax.tree.leaves(saved[max(evals)])))

@@ -16,7 +16,8 @@ from tl_jax.train import freezing, optim, parallel
 from tl_jax.train.step import TrainCore
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / 'configs'
-RECIPES = ('head_only_bbc.py', 'finetune_bbc.py')
+RECIPES = ('head_only_bbc.py', 'finetune_bbc.py', 'l2sp_bbc.py', 'bss_bbc.py', 'lora_bbc.py',
+           'distill_bbc.py')
 
 
 @pytest.mark.parametrize('name', RECIPES)
@@ -38,13 +39,19 @@ def test_recipe_stops_early_on_a_validation_metric(name):
   assert config.data.target.few_shot == 8  # the few_shot_bbc draw the other tables use
 
 
-def test_recipes_share_their_stopping_settings():
-  """The fine-tuning table's sweep (configs/sweeps/finetune_bbc.py) runs head_only_bbc.py as
-  the keys it changes over finetune_bbc.py, then sets its own steps and evals: a train.* key
-  of head_only's own would escape that."""
-  head, full = (config_lib.from_file(CONFIGS / name) for name in RECIPES)
-  assert head.train.to_dict() == full.train.to_dict()
-  assert head.data.to_dict() == full.data.to_dict()
+def test_every_table_method_shares_the_stopping_settings():
+  """The fine-tuning table's sweep (configs/sweeps/finetune_bbc.py) runs each method's file as
+  the keys it changes over finetune_bbc.py: a train.* or data.* key of a method's own would make
+  its row stop (or draw) differently from the others'."""
+  from tl_jax.configs.sweeps import finetune_bbc as sweep_file  # pylint: disable=g-import-not-at-top
+  full = config_lib.from_file(CONFIGS / 'finetune_bbc.py')
+  for name, (path, _) in sweep_file.METHODS.items():
+    method = config_lib.from_file(CONFIGS / path)
+    assert method.train.to_dict() == full.train.to_dict(), name
+    assert method.data.to_dict() == full.data.to_dict(), name
+  runs = sweep_file.get_sweep('seeds=1')
+  assert not any(k.startswith(('train.', 'data.')) for r in runs for k in r
+                 if k not in ('data.shuffle_seed', 'data.few_shot_seed')), runs
 
 
 def test_head_only_recipe_matches_logistic_regression_on_frozen_features():

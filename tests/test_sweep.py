@@ -231,3 +231,14 @@ def test_cli_subprocess_runner_and_report(sweep_file, tmp_path):
 def _base():
   from tl_jax.config import base_config  # pylint: disable=g-import-not-at-top
   return base_config()
+
+
+def test_overrides_between_two_configs_are_what_the_second_changes():
+  from tl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  base = config_lib.from_file(str(REPO / 'configs' / 'source_only_digits.py'))
+  dann = config_lib.from_file(str(REPO / 'configs' / 'dann_digits.py'))
+  overrides = config_overrides.between(base, dann)
+  assert overrides['transfer.objectives'] == ('cross_entropy', 'dann')
+  assert overrides['transfer.dann.weight'] == 0.1
+  assert 'model.name' not in overrides  # the same in both
+  assert sweep.apply_overrides(base, overrides).to_dict() == dann.to_dict()

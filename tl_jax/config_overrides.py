@@ -59,6 +59,19 @@ def flat_keys(config: Any, prefix: str = '') -> list[str]:
   return keys
 
 
+def between(base: mlc.ConfigDict, config: mlc.ConfigDict) -> dict[str, Any]:
+  """The dotted-key overrides that turn config `base` into `config` (values that differ), so a
+  sweep can run several config files as runs over one base: each file stays the one place its
+  method is set."""
+  def leaves(c):
+    return {k: lookup(c, k) for k in flat_keys(c) if not hasattr(lookup(c, k), 'items')}
+  want, have = leaves(config), leaves(base)
+  if missing := sorted(set(want) - set(have)):
+    raise OverrideError(f'keys {missing} are not in the base config: a sweep can only override '
+                        'keys its base config has')
+  return {k: v for k, v in want.items() if have[k] != v}
+
+
 def lookup(config: Any, key: str) -> Any:
   """The value at a dotted key (KeyError if there is none)."""
   value = config

@@ -159,26 +159,6 @@ class _GroupSubset(sweep.SweepSpec):
     return [r for r in runs if r.group in self.groups]
 
 
-def config_overrides(base, config) -> dict[str, Any]:
-  """The dotted-key overrides that turn config `base` into `config`, so a sweep can run several
-  config files as runs over one base (each file stays the one place its method is set)."""
-  want, have = _leaves(config.to_dict()), _leaves(base.to_dict())
-  if missing := sorted(set(want) - set(have)):
-    raise sweep.SweepError(f'keys {missing} are not in the base config: a sweep can only '
-                           'override keys its base config has')
-  return {k: v for k, v in want.items() if have[k] != v}
-
-
-def _leaves(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, Mapping):
-      out.update(_leaves(value, f'{prefix}{key}.'))
-    else:
-      out[prefix + key] = value
-  return out
-
-
 def table(results: Sequence[Mapping[str, Any]], columns: Sequence[str], *,
           labels: Mapping[str, str] | None = None, group_title: str = 'run') -> str:
   """Markdown, one row per group (mean ± std over its seeds), groups renamed by `labels`."""

@@ -13,6 +13,7 @@ Expected: see the README's domain-adaptation table.
 """
 
 from tl_jax import config as config_lib
+from tl_jax import config_overrides
 from tl_jax import harness
 from tl_jax import sweep
 from tl_jax.configs import common
@@ -57,6 +58,6 @@ def get_config(arg: str = ''):
 def get_sweep(arg: str = ''):
   opts = _parse(arg)
   base = _method('source_only')
-  methods = [{'name': m, **harness.config_overrides(base, _method(m))} for m in METHODS]
+  methods = [{'name': m, **config_overrides.between(base, _method(m))} for m in METHODS]
   seeds = [{'seed': s, 'data.shuffle_seed': s} for s in range(opts.get('seeds', 3))]
   return sweep.product(methods, seeds)

@@ -1,12 +1,15 @@
 """The few-shot fine-tuning table as a sweep: MiniLM-L6 -> BBC News with 8 labelled articles per
-class, 30 steps at batch 16 x 64 tokens, test split; one run per method and seed.
+class, batch 16 x 64 tokens; one run per method and seed.
 
-  arg 'steps=N,seeds=K'    a shorter run / fewer seeds (default 30 steps, 3 seeds)
+  arg 'steps=N,seeds=K'    a capped run (N steps, an eval at N, no early stop) / fewer seeds
+                           (default: each method's own recipe, 3 seeds)
 
-Each method is its own config file (configs/<method>_bbc.py[:arg]); the base is full fine-tuning
-(configs/finetune_bbc.py) and a method's run overrides exactly the keys its file changes. A seed
-sets the head init, the data order and WHICH 8 articles per class are labelled, so seeds are
-paired across methods.
+Each method is its own config file (configs/<method>_bbc.py[:arg]), built on the shared recipe
+configs/common.py:few_shot_bbc: every method trains until the target's validation accuracy
+stops improving and its row is its best checkpoint's test accuracy (chosen on validation, never
+on test). The base is full fine-tuning (configs/finetune_bbc.py) and a method's run overrides
+exactly the keys its file changes. A seed sets the head init, the data order and WHICH 8
+articles per class are labelled, so seeds are paired across methods.
 
 Run:   python experiments/finetune_table.py                 (table + plot)
        tl-jax sweep --config=configs/sweeps/finetune_bbc.py --sweepdir=runs/finetune_table/runs
@@ -14,6 +17,7 @@ Expected: see the README's fine-tuning table.
 """
 
 from tl_jax import config as config_lib
+from tl_jax import config_overrides
 from tl_jax import harness
 from tl_jax import sweep
 from tl_jax.configs import common
@@ -43,22 +47,20 @@ def _file(name: str):
 
 
 def get_config(arg: str = ''):
-  steps = _parse(arg).get('steps', 30)
   config = _file('finetune_bbc.py')
-  config.data.target.eval_splits = ('test',)
-  config.train.num_steps = steps
-  config.train.eval_every = steps
-  config.train.log_every = max(steps // 4, 1)
-  config.train.checkpoint_every = 0
-  config.train.best_metric = ''
   config.train.export_hf = False
+  if steps := _parse(arg).get('steps'):  # a smoke run: N steps, one eval, no selection
+    config.train.num_steps = config.train.eval_every = steps
+    config.train.log_every = max(steps // 4, 1)
+    config.train.best_metric = ''
+    config.train.early_stopping_patience = 0
   return config
 
 
 def get_sweep(arg: str = ''):
   opts = _parse(arg)
   base = _file('finetune_bbc.py')
-  methods = [{'name': m, **harness.config_overrides(base, _file(path)), **extra}
+  methods = [{'name': m, **config_overrides.between(base, _file(path)), **extra}
              for m, (path, extra) in METHODS.items()]
   seeds = [{'seed': s, 'data.shuffle_seed': s, 'data.few_shot_seed': s}
            for s in range(opts.get('seeds', 3))]

@@ -157,9 +157,14 @@ class Checkpointer:
     """The kept step with the best `best_metric` (None without a metric or an eval)."""
     if not self.best_metric:
       return None
+    self.wait()  # the newest step's metrics are on disk only once its async save finished
     scored = [(self._metric_value(m), s) for s in self.steps()
               if (m := self._mgr.metrics(s)) is not None]
     return max(scored)[1] if scored else None
+
+  def metrics(self, step: int) -> dict[str, float] | None:
+    """The eval metrics saved with `step` (kept when there is a best_metric), else None."""
+    return self._mgr.metrics(step) if self.best_metric else None
 
   # ------------------------------------------------------------------------------------------
   # Saving

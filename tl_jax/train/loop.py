@@ -256,13 +256,16 @@ def evaluate_params(core: step_lib.TrainCore, params, evals: dict, *,
 
 def _report(writer: metrics_lib.MetricsWriter, config, final: dict[str, float], step: int,
             seconds: float, workdir, export_note: str = '',
-            health: health_lib.Monitor | None = None) -> None:
+            health: health_lib.Monitor | None = None, best_step: int | None = None) -> None:
   target = {k: v for k, v in final.items() if k.startswith('target/') and 'accuracy' in k}
   collapsed = health.collapsed() if health is not None else {}
   lines = [f'Done: {step} steps in {seconds:.0f} s ({config.model.name}, init='
            f'{config.model.init}, target {config.data.target.name})'
            + (f', but the transfer term of {", ".join(sorted(collapsed))} collapsed.'
               if collapsed else '.')]
+  if best_step is not None:
+    lines.append(f'  the best checkpoint by {config.train.best_metric} (step {best_step}; '
+                 'what is reported here and exported):')
   lines += [f'  {k}: {v:.4f}' for k, v in sorted(target.items())]
   lines += health.report_lines() if health is not None else []
   exported = f'   export: {workdir.export}' if config.train.export_hf else ''
@@ -396,6 +399,14 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
         writer.log_text(f'Early stopping at step {step}: no gain in {early.metric} for '
                         f'{early.patience} evals (best at step {early.best_step}).')
         break
+    # With a best_metric, the run's result is its best checkpoint, not its last step: that is
+    # what is reported, returned and exported (the selection used validation, never test).
+    best = None if preempted else ckpt.best_step()
+    if best is not None and best != step and ckpt.metrics(best):
+      params = ckpt.restore(best, restore_template(core, best)).params
+      final = {k: (math.nan if v is None else v) for k, v in ckpt.metrics(best).items()}
+    else:
+      best, params = None, None
   finally:
     preemption.close()
     ckpt.close()  # waits for the last save to be on disk
@@ -416,13 +427,15 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
   export_note = ''
   if jax.process_index() == 0 and config.train.export_hf:
     # The model's own params: method-owned ones (discriminators, ...) are not part of it.
-    params = objectives.module_params(jax.device_get(core.to_host(state).params))
+    if params is None:
+      params = core.to_host(state).params
+    params = objectives.module_params(jax.device_get(params))
     infos = {role: data_lib.dataset_info(config.data[role], config.data)
              for role in ('target', 'source') if config.data[role].name}
     export_note = models.export_run(module, params, wd.export, config=config, metrics=final,
-                                    step=step, infos=infos).note
+                                    step=best or step, infos=infos).note
   _report(writer, config, final, step, time.monotonic() - start_time, wd, export_note,
-          health)
+          health, best_step=best)
   writer.close()
   wd.close()
   return final
