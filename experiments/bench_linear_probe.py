@@ -17,7 +17,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from absl import flags
+from absl import app, flags
 
 from tl_jax import harness
 

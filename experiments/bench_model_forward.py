@@ -36,7 +36,7 @@ def main(argv) -> None:
   module, params = load_pretrained('minilm', pooling='mean', dtype=args.dtype)
   rng = np.random.RandomState(0)
   ids = jnp.asarray(rng.randint(1000, 30000, (args.batch, args.length)), jnp.int32)
-  lengths = rng.randint(32, args.length + 1, (args.batch, 1))
+  lengths = rng.randint(min(32, args.length), args.length + 1, (args.batch, 1))
   mask = jnp.asarray(np.arange(args.length)[None] < lengths, jnp.int32)
   projection = jnp.asarray(rng.randn(384, 8), jnp.float32)
 

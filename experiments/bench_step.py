@@ -39,7 +39,7 @@ from absl import flags
 
 from tl_jax import harness
 
-harness.setup()  # before jax is imported
+harness.setup(torch=True)  # before jax is imported; the PyTorch peer needs USE_TORCH
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

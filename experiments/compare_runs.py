@@ -5,25 +5,20 @@
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 from tl_jax import harness
 
 harness.setup()  # before jax is imported
 
+from tl_jax import sweep  # noqa: E402
+
 
 def final_eval(workdir: str | pathlib.Path) -> dict[str, float]:
-  """The last eval record (the line with accuracy keys) of a run."""
-  path = pathlib.Path(workdir) / 'metrics.jsonl'
-  if not path.exists():
-    raise SystemExit(f'{path} not found: is {workdir} a finished tl-jax run?')
-  last = {}
-  for line in path.read_text().splitlines():
-    record = json.loads(line)
-    if any(k.endswith('/accuracy') for k in record):
-      last = record
-  return last
+  """A run's result: its best eval by the run's best_metric, else its last (as `Done:`)."""
+  if not (pathlib.Path(workdir) / 'metrics.jsonl').exists():
+    raise SystemExit(f'{workdir}/metrics.jsonl not found: is {workdir} a finished tl-jax run?')
+  return sweep.run_result(workdir)
 
 
 def markdown_table(workdirs: list[str]) -> str:

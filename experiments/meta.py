@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import pathlib
 
-from absl import flags
+from absl import app, flags
 
 from tl_jax import harness
 
 harness.setup()  # before jax is imported
+
+from tl_jax import report  # noqa: E402
 
 _CONFIG = harness.define_config('maml_sinusoid.py')
 _OUT = flags.DEFINE_string('out', '', 'output folder (default runs/meta_<task>)')

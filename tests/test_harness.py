@@ -138,3 +138,24 @@ def test_every_script_answers_help():
   done = subprocess.run([sys.executable, '-c', HELP_ALL, *map(str, SCRIPTS)], cwd=REPO,
                         env=cli_env(1), capture_output=True, text=True, timeout=240)
   assert done.stdout.strip().endswith('ALL OK'), done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def _undefined_globals(source: str, filename: str) -> set[str]:
+  """Names a script's functions read as globals that the module never binds (a missing import
+  that only the plotting or reporting code reaches, at the end of an hour-long run)."""
+  import builtins  # pylint: disable=g-import-not-at-top
+  import symtable  # pylint: disable=g-import-not-at-top
+  top = symtable.symtable(source, filename, 'exec')
+  bound = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported()}
+  missing, tables = set(), list(top.get_children())
+  while tables:
+    table = tables.pop()
+    tables.extend(table.get_children())
+    missing |= {s.get_name() for s in table.get_symbols()
+                if s.is_global() and s.is_referenced() and not s.is_assigned()}
+  return missing - bound - set(dir(builtins)) - {'__file__'}
+
+
+@pytest.mark.parametrize('script', SCRIPTS, ids=lambda p: p.name)
+def test_scripts_use_no_unbound_global(script):
+  assert not _undefined_globals(script.read_text(), str(script)), script.name

@@ -13,6 +13,7 @@ from fixtures_data import prepared_data_dir  # noqa: F401 (session fixture)
 from tl_jax import config as config_lib
 from tl_jax import pieces as pieces_lib
 from tl_jax import models
+from tl_jax import sweep
 from tl_jax.train import checkpoint
 from tl_jax.train import loop
 from tl_jax.train import step as step_lib
@@ -106,6 +107,7 @@ def test_a_run_with_a_best_metric_reports_and_exports_its_best_checkpoint(tiny_a
   best = min(evals, key=lambda s: evals[s]['target/validation/loss'])
   assert best != max(evals), evals  # the case under test: the best is not the last step
   assert final == pytest.approx({k: v for k, v in evals[best].items() if k != 'step'})
+  assert sweep.run_result(tmp_path) == evals[best]  # what compare_runs.py and sweeps read
 
   pieces = pieces_lib.build(config)
   core = step_lib.TrainCore(config, pieces.module, pieces.params)

@@ -38,9 +38,12 @@ class HarnessError(errors.TlJaxError, RuntimeError):
   """A script set up in the wrong order (the environment after jax was imported)."""
 
 
-def setup(*, devices: int = 0, threads: int = 0) -> None:
+def setup(*, devices: int = 0, threads: int = 0, torch: bool = False) -> None:
   """Environment defaults (a variable already set wins); `devices`: N fake CPU devices, `threads`:
-  BLAS/OpenMP threads. They only act before jax first imports, hence the error after it."""
+  BLAS/OpenMP threads, `torch`: transformers' PyTorch classes on (a script that compares with
+  PyTorch). They only act before jax first imports, hence the error after it."""
+  if torch:
+    os.environ.setdefault('USE_TORCH', '1')
   if (devices or threads) and 'jax' in sys.modules:
     raise HarnessError('harness.setup(devices=, threads=) must run before jax is imported: call '
                        'it at the top of the script, before its other imports')

@@ -41,7 +41,7 @@ from tl_jax.sweep.grid import (NAME_KEY, SEED_KEY, Overrides, Run, SweepError, _
                                run_name, shard, slug)
 from tl_jax.sweep.measure import execute, state_costs, step_times
 from tl_jax.sweep.results import (RESULT_FILE, _jsonable, collect, is_finished, jsonable,
-                                  read_history, read_result, write_result)
+                                  read_history, read_result, run_result, write_result)
 from tl_jax.sweep.runner import RUNNERS, SweepSpec, run_sweep
 from tl_jax.sweep.tables import (COLUMN_TITLES, DEFAULT_COLUMNS, T95, aggregate, ci95,
                                  markdown_table, t95, value, write_outputs)
@@ -50,6 +50,7 @@ __all__ = [
     'COLUMN_TITLES', 'DEFAULT_COLUMNS', 'NAME_KEY', 'Overrides', 'RESULT_FILE', 'RUNNERS', 'Run',
     'SEED_KEY', 'SweepError', 'SweepSpec', 'T95', 'aggregate', 'apply_overrides', 'axis', 'chain',
     'ci95', 'collect', 'execute', 'expand', 'is_finished', 'jsonable', 'load_sweep_file', 'main',
-    'markdown_table', 'product', 'read_history', 'read_result', 'run_name', 'run_sweep', 'shard',
+    'markdown_table', 'product', 'read_history', 'read_result', 'run_result', 'run_name',
+    'run_sweep', 'shard',
     'slug', 'state_costs', 'step_times', 't95', 'value', 'write_outputs', 'write_result',
 ]

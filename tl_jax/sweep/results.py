@@ -48,6 +48,20 @@ def read_history(workdir: str | os.PathLike) -> tuple[list[dict], list[dict]]:
   return train, evals
 
 
+def run_result(workdir: str | os.PathLike) -> dict[str, Any]:
+  """The eval record a run reports as its result (what its `Done:` printed): with a
+  train.best_metric in its config.json, the record of the best step (on a tie the later one,
+  as the checkpointer keeps it); otherwise the last. {} before any eval."""
+  _, evals = read_history(workdir)
+  config = pathlib.Path(workdir) / 'config.json'
+  train = json.loads(config.read_text()).get('train', {}) if config.exists() else {}
+  metric, sign = train.get('best_metric'), (-1 if train.get('best_mode') == 'min' else 1)
+  scored = [r for r in evals if isinstance(r.get(metric), (int, float))] if metric else []
+  if scored:
+    return max(scored, key=lambda r: (sign * r[metric], r['step']))
+  return evals[-1] if evals else {}
+
+
 def collect(runs: Sequence[grid.Run], sweepdir: str | os.PathLike) -> list[dict]:
   """The result of every run in sweep order; unfinished runs as {'name', 'group', 'pending'}."""
   sweepdir = pathlib.Path(sweepdir)

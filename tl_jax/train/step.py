@@ -43,7 +43,10 @@ def _all_finite(tree: Any) -> jax.Array:
 
 
 def _select(ok: jax.Array, new: Any, old: Any) -> Any:
-  return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+  # A cond, not a per-leaf jnp.where: XLA would inline the and-chain of every leaf's finiteness
+  # into every leaf's select fusion (~300 x 300 ops for MiniLM: an 8x larger program, several
+  # times the compile time and ~0.8 GB more host memory). The cond computes `ok` once.
+  return jax.lax.cond(ok, lambda: new, lambda: old)
 
 
 def make_train_step(module: Any, *, tx: optax.GradientTransformation, trainable: frozenset[str],
