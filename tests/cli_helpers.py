@@ -180,7 +180,8 @@ def describe(result: subprocess.CompletedProcess) -> str:
           f'--- stderr ---\n{result.stderr[-5000:]}')
 
 
-def read_metrics(workdir: pathlib.Path, drop: Sequence[str] = ('examples_per_sec',)) -> list:
+def read_metrics(workdir: pathlib.Path,
+                 drop: Sequence[str] = ('examples_per_sec', 'tokens_per_sec')) -> list:
   lines = (workdir / 'metrics.jsonl').read_text().splitlines()
   return [{k: v for k, v in json.loads(line).items() if k not in drop} for line in lines]
 

@@ -64,6 +64,10 @@ def data_section() -> mlc.ConfigDict:
       data_dir='',  # '' = TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR)
       text_fields=('title', 'body'),  # one field, or two tokenised as a pair
       max_length=128,
+      # Text: pad each batch only to the smallest of these lengths that fits its longest
+      # example (max_length is always the last bucket): fewer pad tokens, one compile per
+      # bucket (per pair with a source). Increasing ints <= max_length; () = pad to max_length.
+      length_buckets=(),
       image_size=0,  # 0 = the model's image size
       image_channels=0,  # 0 = as stored; 3 repeats grayscale for an RGB model
       image_mean=(0.5,),  # normalise (x - mean) / std, x in 0..1; one value or one per channel
@@ -328,6 +332,30 @@ def _check_multipliers(key: str, rules) -> None:
            'a finite number > 0 (a factor <= 0 would stop or reverse training)')
 
 
+def _check_length_buckets(buckets, max_length: int, cache_frozen_prefix: bool) -> None:
+  values = tuple(buckets) if isinstance(buckets, (tuple, list)) else (buckets,)
+  ok = all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in values)
+  ok = ok and all(a < b for a, b in zip(values, values[1:]))
+  ok = ok and max(values, default=0) <= max_length
+  _check(ok, 'data.length_buckets', buckets, '() (off) or strictly increasing positive ints '
+         f'<= data.max_length={max_length}, e.g. (32, 64) for max_length=128 (max_length is '
+         'always the last bucket)')
+  # The cache holds every example's activations at max_length, joined to batches by row.
+  if values and cache_frozen_prefix:
+    raise ConfigValueError('data.length_buckets and transfer.cache_frozen_prefix=True cannot be '
+                           'combined (the cache is computed at max_length); set '
+                           '--config.data.length_buckets=() or '
+                           '--config.transfer.cache_frozen_prefix=False')
+
+
+def length_buckets(data_cfg) -> tuple[int, ...]:
+  """The lengths text batches are padded to: data.length_buckets then data.max_length; just
+  (max_length,) when off."""
+  max_length = int(data_cfg.max_length)
+  buckets = tuple(int(b) for b in data_cfg.get('length_buckets', ()) if int(b) < max_length)
+  return buckets + (max_length,)
+
+
 def validate(config: mlc.ConfigDict) -> None:
   """Raises ConfigValueError on the first value outside its range; checks values only, the
   parts that need the model or the data (heads, metrics, splits) are checked once built."""
@@ -343,6 +371,7 @@ def validate(config: mlc.ConfigDict) -> None:
   _check_range(config, 'model.lora_alpha', 0, low_open=True)
   # Data.
   _check_range(config, 'data.max_length', 1, integer=True)
+  _check_length_buckets(d.length_buckets, d.max_length, tr.cache_frozen_prefix)
   if not (_finite(d.batch_size) and d.batch_size > 0 and float(d.batch_size).is_integer()):
     raise ConfigValueError(f'data.batch_size={d.batch_size!r} must be positive (global, per '
                            'domain)')

@@ -2,7 +2,8 @@
 
 Train, per domain (all random-access until the end, so the iterator state is one index):
   source [few-shot subset] -> shuffle(seed, new order each epoch) -> repeat forever
-  -> this host's rows of each global batch -> prepare examples -> batch (tokenise | stack)
+  -> this host's rows of each global batch -> prepare examples -> batch (tokenise, padded to
+  max_length or the smallest data.length_buckets length that fits | stack)
   -> [augment, mixup] -> normalise
 then the domains are zipped index by index: batch i of the pair is batch i of each stream, each
 stream cycling through its own data at its own length.
@@ -22,6 +23,7 @@ import grain
 import ml_collections as mlc
 import numpy as np
 
+from tl_jax import config as config_lib
 from tl_jax.data import errors
 from tl_jax.data import fewshot
 from tl_jax.data import image as image_lib
@@ -210,7 +212,8 @@ def _prepare_example(domain: Domain, split: str, source, data_cfg, *,
 
 def _batch_fn(domain: Domain, data_cfg, tokenizer):
   if domain.info.kind == 'text':
-    return text_lib.TokenizeBatch(tokenizer, data_cfg.max_length)
+    return text_lib.TokenizeBatch(tokenizer, data_cfg.max_length,
+                                  config_lib.length_buckets(data_cfg))
   return stack_images
 
 

@@ -25,14 +25,21 @@ def resolve_fields(wanted: Sequence[str], available: Sequence[str], name: str) -
   return tuple(wanted)
 
 
+def bucket_for(length: int, buckets: Sequence[int]) -> int:
+  """The smallest bucket >= length (buckets increasing, the last one max_length)."""
+  return next((b for b in buckets if b >= length), buckets[-1])
+
+
 class TokenizeBatch:
   """grain batch_fn: a list of {'text': (str, ...), 'label'?, 'mask'?} -> int32 arrays [B, L].
 
   One field is tokenised alone; two or more as a pair (the first, the rest joined), so BERT sees
-  title [SEP] body with token_type_ids 0/1.
+  title [SEP] body with token_type_ids 0/1. L is max_length; with `buckets` (increasing, the
+  last = max_length) L is the smallest bucket that holds the batch's longest example, so a batch
+  of short texts carries few pad tokens and there are at most len(buckets) shapes.
   """
 
-  def __init__(self, tokenizer, max_length: int):
+  def __init__(self, tokenizer, max_length: int, buckets: Sequence[int] = ()):
     if tokenizer is None:
       raise errors.DataError('a text dataset needs a tokenizer: pass tokenizer=... '
                              '(a transformers tokenizer of the model)')
@@ -41,8 +48,12 @@ class TokenizeBatch:
                              'set tokenizer.pad_token before building the pipeline')
     if max_length <= 0:
       raise errors.DataError(f'data.max_length={max_length} must be positive')
+    buckets = tuple(int(b) for b in buckets if int(b) < max_length) + (max_length,)
+    if list(buckets) != sorted(set(buckets)) or buckets[0] <= 0:
+      raise errors.DataError(f'length buckets {buckets} must be increasing positive lengths')
     self._tokenizer = tokenizer
     self._max_length = max_length
+    self._buckets = buckets
 
   def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
     first = [ex['text'][0] for ex in examples]
@@ -59,7 +70,20 @@ class TokenizeBatch:
         'token_type_ids': np.asarray(
             encoded.get('token_type_ids', np.zeros_like(input_ids)), np.int32),
     }
+    if len(self._buckets) > 1:
+      batch = self._cut_to_bucket(batch)
     return collate_extras(examples, batch)
+
+  def _cut_to_bucket(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Drops pad-only columns down to the bucket: what padding to that length gives. Padding
+    to max_length first keeps the tokenizer's padding state as every other pipeline sets it
+    (a fast tokenizer shared by the train and eval threads must not be reconfigured)."""
+    length = bucket_for(int(batch['attention_mask'].sum(axis=1).max(initial=0)), self._buckets)
+    if length == self._max_length:
+      return batch
+    left = getattr(self._tokenizer, 'padding_side', 'right') == 'left'
+    cut = slice(-length, None) if left else slice(0, length)
+    return {k: np.ascontiguousarray(v[:, cut]) for k, v in batch.items()}
 
 
 def collate_extras(examples: Sequence[dict[str, Any]],

@@ -2,8 +2,9 @@
 early stopping.
 
 metrics.jsonl holds one JSON object per logged train step (`step`, `loss`, `examples_per_sec`,
-the step's other metrics) and per eval (`step`, `<domain>/<split>/<metric>`). On resume, lines
-past the restored step are dropped first: those steps run again and would appear twice.
+for text `tokens_per_sec` (real, non-pad tokens), the step's other metrics) and per eval
+(`step`, `<domain>/<split>/<metric>`). On resume, lines past the restored step are dropped
+first: those steps run again and would appear twice.
 Only process 0 writes anything.
 
 Every device scalar the train package reads goes through `scalar` / `to_host_floats`, so a
@@ -112,7 +113,9 @@ class MetricsWriter:
   # ------------------------------------------------------------------------------------------
 
   def log_train(self, step: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Logs the train metrics of `step` (must include `loss`), adds `examples_per_sec`."""
+    """Logs the train metrics of `step` (must include `loss`), adds `examples_per_sec`, and
+    `tokens_per_sec` when they hold `real_tokens` (the real tokens of every step since the last
+    log, as TrainCore.host_metrics gives them)."""
     step = int(step)
     now = time.monotonic()
     seconds = max(now - self._last_time - self._paused_time, 1e-9)
@@ -121,6 +124,8 @@ class MetricsWriter:
     record = {"step": step}
     record.update({k: scalar(v, k) for k, v in metrics.items()})
     record["examples_per_sec"] = steps_done * self.examples_per_step / seconds
+    if "real_tokens" in record:
+      record["tokens_per_sec"] = record["real_tokens"] / seconds
     eta = (self.total_steps - step) * seconds / steps_done if steps_done else None
     self._write(record)
     self._console_train(record, eta)
