@@ -4,7 +4,8 @@ Per device, one train step: split params into trainable and frozen leaves, diffe
 joint objective w.r.t. the trainable ones only (frozen layers get no backward pass at all),
 optionally over micro-batches (lax.scan), pmean grads and metrics over 'data', optax update,
 skip the update when the loss, the gradients or the updated params/optimizer state are not finite
-(metric `is_finite` = 0; `update_finite` = 0 when only the update is).
+(metric `is_finite` = 0; `update_finite` = 0 when only the update is). Text batches also give
+`real_tokens` (attention_mask ones, all devices and domains) for tokens/sec.
 """
 
 from __future__ import annotations
@@ -137,6 +138,10 @@ def make_train_step(module: Any, *, tx: optax.GradientTransformation, trainable:
     metrics = dict(metrics, grad_norm=grad_norm, learning_rate=lr_schedule(state.step),
                    lam=lam_fn(state.step), is_finite=ok.astype(jnp.float32),
                    update_finite=update_ok.astype(jnp.float32))
+    masks = [b['attention_mask'] for b in batch.values() if 'attention_mask' in b]
+    if masks:  # real (non-pad) tokens: what padding to a length bucket does not change
+      metrics['real_tokens'] = jax.lax.psum(
+          sum(jnp.sum(m, dtype=jnp.float32) for m in masks), axis_name)
     return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
   return step_fn
@@ -205,6 +210,10 @@ class TrainCore:
                  for k in range(self.schedule.num_stages)]  # errors surface at start-up
     self._steps: dict[int, Callable] = {}
     self._evals: dict[str, Callable] = {}
+    # Batch shapes the current stage's step has seen: each compiles once (jit caches it); with
+    # data.length_buckets there are at most len(buckets) per domain.
+    self.train_shapes: set[tuple] = set()
+    self._real_tokens: list[Any] = []  # device scalars of steps not yet read by host_metrics
     self._pretrained = None
     if 'pretrained' in self.objective.needs:
       if pretrained_params is None:
@@ -279,6 +288,7 @@ class TrainCore:
           lam_fn=self.lam_fn, micro_steps=self.micro_steps)
       self._steps = {stage: self.launcher.compile(fn, sharded_args=(1,), num_args=3,
                                                    donate_argnums=(0,))}  # drop old stages
+      self.train_shapes = set()
     return self._steps[stage]
 
   def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, Any]]:
@@ -288,12 +298,30 @@ class TrainCore:
       raise StepConfigError(f'a train batch is {{"target": {{...}}[, "source": {{...}}]}}, got keys '
                             f'{sorted(batch)}')
     device_batch = self.launcher.put_batch(batch, self.micro_steps)
-    state, metrics = self.train_fn(self.stage)(state, device_batch, self._pretrained)
+    fn = self.train_fn(self.stage)
+    self._note_shape(batch)
+    state, metrics = fn(state, device_batch, self._pretrained)
+    if 'real_tokens' in metrics:
+      self._real_tokens.append(metrics['real_tokens'])
+      if len(self._real_tokens) > 256:  # read rarely (log_every=0): keep one running sum
+        self._real_tokens = [sum(self._real_tokens)]
     self.step += 1
     next_stage = self.stage_at(self.step)
     if next_stage != self.stage:
       state = self._switch_stage(state, next_stage)
     return state, metrics
+
+  def _note_shape(self, batch: Batch) -> None:
+    """Logs each new batch shape of the stage's step (a new shape compiles once)."""
+    shape = tuple((role, key, tuple(x.shape)) for role in sorted(batch)
+                  for key, x in sorted(batch[role].items()))
+    if shape not in self.train_shapes:
+      self.train_shapes.add(shape)
+      lengths = {role: rows['input_ids'].shape[1] for role, rows in sorted(batch.items())
+                 if 'input_ids' in rows}
+      logging.info('train step, freezing stage %d: batch shape %d of this stage%s (compiles '
+                   'once)', self.stage, len(self.train_shapes),
+                   f', lengths {lengths}' if lengths else '')
 
   def _switch_stage(self, state: TrainState, stage: int) -> TrainState:
     logging.info('step %d: freezing stage %d -> %d', self.step, self.stage, stage)
@@ -311,5 +339,12 @@ class TrainCore:
     return self._evals[domain](params, self.launcher.put_batch(batch))
 
   def host_metrics(self, metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Device metrics (of train_step or eval_step) -> python floats (blocks)."""
-    return metrics_lib.to_host_floats(metrics)
+    """Device metrics (of train_step or eval_step) -> python floats (blocks). A train step's
+    `real_tokens` becomes the sum over every step since the last call, so that tokens/sec over
+    a logging interval counts all its steps (read here, never once per step)."""
+    host = metrics_lib.to_host_floats(metrics)
+    if 'real_tokens' in host and self._real_tokens:
+      steps = metrics_lib.to_host_floats(dict(enumerate(self._real_tokens)))
+      host['real_tokens'] = float(sum(steps.values()))
+      self._real_tokens = []
+    return host
