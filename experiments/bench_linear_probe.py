@@ -90,4 +90,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  harness.run(main)
+  harness.run(main, timed=True)

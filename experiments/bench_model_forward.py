@@ -86,4 +86,4 @@ def main(argv) -> None:
 
 
 if __name__ == '__main__':
-  harness.run(main)
+  harness.run(main, timed=True)

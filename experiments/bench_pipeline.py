@@ -86,4 +86,4 @@ def main(argv) -> None:
 
 
 if __name__ == '__main__':  # grain worker processes (worker_count > 0) re-import this module
-  harness.run(main)
+  harness.run(main, timed=True)

@@ -28,16 +28,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import re
-import resource
 import statistics
+import subprocess
+import sys
 import time
 from typing import Any, Callable
 
 from absl import flags
 
 from tl_jax import harness
+from tl_jax import machine_load
 
 harness.setup(torch=True)  # before jax is imported; the PyTorch peer needs USE_TORCH
 
@@ -63,6 +66,10 @@ flags.DEFINE_integer('seq', 128, 'tokens per example')
 flags.DEFINE_integer('steps', 3, 'timed steps per case per round')
 flags.DEFINE_integer('rounds', 3, 'timing rounds')
 flags.DEFINE_bool('ideal', True, 'time the frozen-mode ideal (--noideal skips it)')
+flags.DEFINE_bool('memory', True, 'measure the peak memory of each case in its own process '
+                  '(--nomemory skips it)')
+flags.DEFINE_string('memory_case', '', 'internal: FRAMEWORK,DTYPE,MODE; build that case, run '
+                    '3 steps, print its peak memory as JSON and exit')
 
 
 NUM_CLASSES = 5
@@ -79,13 +86,8 @@ class Case:
   trainable: int
   opt_bytes: int
   compile_s: float = 0.0
-  rss_growth_mb: float = 0.0
   times: list = dataclasses.field(default_factory=list)
   cpu_times: list = dataclasses.field(default_factory=list)
-
-
-def rss_peak_mb() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def block(x):
@@ -316,9 +318,55 @@ def bf16_peak(kind: str) -> float | None:
 
 # ------------------------------------------------------------------------------------------
 
+def build_case(fw: str, dtype: str, mode: str, args, module, params, data) -> Case | None:
+  if mode == 'lora' and fw != 'tl_jax':
+    return None  # no LoRA in the peers' stock models (PEFT is not installed)
+  if mode == 'lora':
+    return tl_jax_case(*model_and_params(args.model, dtype, lora_rank=8), data, mode)[0]
+  if fw == 'tl_jax':
+    return tl_jax_case(module, params, data, mode)[0]
+  if fw == 'hf_flax':
+    return hf_flax_case(module, params, data, mode, dtype)
+  if fw == 'torch':
+    return torch_case(args.model, module.config, data, mode, dtype)
+  raise ValueError(f'unknown framework {fw!r}; use tl_jax, hf_flax, torch')
+
+
+def memory_case(spec: str, args) -> None:
+  """One case alone in this process: model + batch, build, 3 steps; prints its peak memory (host
+  RSS; on an accelerator the device's peak bytes in use) as one JSON line."""
+  fw, dtype, mode = spec.split(',')
+  if fw == 'torch':
+    import torch  # pylint: disable=g-import-not-at-top
+    torch.set_num_threads(os.cpu_count())
+  module, params = model_and_params(args.model, dtype)
+  data = synthetic_batch(module.config, args.batch, args.seq)
+  loaded = machine_load.peak_rss_mb()
+  case = build_case(fw, dtype, mode, args, module, params, data)
+  del params
+  for _ in range(3):
+    block(case.step())
+  stats = jax.devices()[0].memory_stats() or {}
+  print(json.dumps({'peak_rss_mb': machine_load.peak_rss_mb(), 'loaded_rss_mb': loaded,
+                    'device_peak_mb': stats.get('peak_bytes_in_use', 0) / 2**20 or None}))
+
+
+def isolated_memory(key: tuple[str, str, str], args) -> dict:
+  """memory_case in a child process: a peak that no other case (or import order) inflates."""
+  argv = [sys.executable, __file__, f'--memory_case={",".join(key)}', f'--model={args.model}',
+          f'--batch={args.batch}', f'--seq={args.seq}']
+  out = subprocess.run(argv, capture_output=True, text=True, check=False)
+  if out.returncode:
+    raise RuntimeError(f'memory case {key} failed:\n{out.stderr[-2000:]}')
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv) -> None:
   del argv
   args = flags.FLAGS
+  if args.memory_case:
+    memory_case(args.memory_case, args)
+    return
   frameworks = args.frameworks.split(',')
   dtypes, modes = args.dtypes.split(','), args.modes.split(',')
 
@@ -326,9 +374,12 @@ def main(argv) -> None:
     import torch
     torch.set_num_threads(os.cpu_count())
   device = jax.devices()[0]
+  watch = machine_load.LoadWatch()
   print(f'jax {jax.__version__} on {device.platform} ({device.device_kind}); {os.cpu_count()} '
-        f'CPUs; model {args.model}; batch {args.batch} x {args.seq}; {args.rounds} rounds x '
-        f'{args.steps} steps; load average {os.getloadavg()}', flush=True)
+        f'CPUs (jax: the XLA pool over all of them; torch: set_num_threads({os.cpu_count()})); '
+        f'model {args.model}; batch {args.batch} x {args.seq}; {args.rounds} rounds x '
+        f'{args.steps} steps; load average {watch.start.loadavg}; other busy processes: '
+        f'{", ".join(watch.start.busy) or "none"}', flush=True)
 
   cases: dict[tuple[str, str, str], Case] = {}
   model_config = None
@@ -339,24 +390,13 @@ def main(argv) -> None:
     data = synthetic_batch(module.config, args.batch, args.seq)
     for mode in modes:
       for fw in frameworks:
-        rss0 = rss_peak_mb()
-        if mode == 'lora' and fw != 'tl_jax':
-          continue  # no LoRA in the peers' stock models (PEFT is not installed)
-        if mode == 'lora':
-          case, _ = tl_jax_case(*model_and_params(args.model, dtype, lora_rank=8), data, mode)
-        elif fw == 'tl_jax':
-          case, _ = tl_jax_case(module, params, data, mode)
-        elif fw == 'hf_flax':
-          case = hf_flax_case(module, params, data, mode, dtype)
-        elif fw == 'torch':
-          case = torch_case(args.model, module.config, data, mode, dtype)
-        else:
-          raise ValueError(f'unknown framework {fw!r}; use tl_jax, hf_flax, torch')
+        case = build_case(fw, dtype, mode, args, module, params, data)
+        if case is None:
+          continue
         t = time.perf_counter()
         block(case.step())
         case.compile_s = time.perf_counter() - t
         block(case.step())
-        case.rss_growth_mb = rss_peak_mb() - rss0
         cases[(fw, dtype, mode)] = case
         print(f'  built {fw:8s} {dtype:9s} {mode:6s} first step {case.compile_s:6.2f} s',
               flush=True)
@@ -385,18 +425,25 @@ def main(argv) -> None:
           ideal_times.setdefault((dtype, name, 'cpu'), []).append(time.process_time() - c)
     print(f'  round {r + 1}/{args.rounds} done, load average {os.getloadavg()}', flush=True)
 
+  watch.finish()
+  memory = {key: isolated_memory(key, args) for key in cases} if args.memory else {}
   med = {key: statistics.median(c.times) for key, c in cases.items()}
-  print(f'\nseconds per train step (median of {args.rounds * args.steps}); load average at the '
-        f'end {os.getloadavg()}; peak RSS of the process {rss_peak_mb():.0f} MB')
+  print(f'\nseconds per train step (median of {args.rounds * args.steps}){watch.mark()}; peak '
+        f'RSS of this process (all cases) {machine_load.peak_rss_mb():.0f} MB')
   print('(CPU s = process CPU seconds per step, all threads: steadier than wall time on a '
         'loaded machine; a spinning OpenMP pool counts too)')
-  print(f'| framework | dtype | mode | s/step | min | CPU s/step | first step s | trainable | '
-        f'opt-state MB | RSS growth MB |')
+  print('(peak MB = the case alone in a fresh process: model loaded, built, 3 steps; host RSS, '
+        'or the device peak in use on an accelerator)')
+  print('| framework | dtype | mode | s/step | min | CPU s/step | first step s | trainable | '
+        'opt-state MB | peak MB |')
   print('|---|---|---|---|---|---|---|---|---|---|')
-  for (fw, dtype, mode), c in cases.items():
-    print(f'| {fw} | {dtype} | {mode} | {med[(fw, dtype, mode)]:.3f} | {min(c.times):.3f} | '
+  for key, c in cases.items():
+    m = memory.get(key, {})
+    peak = m.get('device_peak_mb') or m.get('peak_rss_mb')
+    print(f'| {" | ".join(key)} | {med[key]:.3f} | {min(c.times):.3f} | '
           f'{statistics.median(c.cpu_times):.3f} | {c.compile_s:.2f} | '
-          f'{c.trainable / 1e6:.2f}M | {c.opt_bytes / 2**20:.1f} | {c.rss_growth_mb:.0f} |')
+          f'{c.trainable / 1e6:.2f}M | {c.opt_bytes / 2**20:.1f} | '
+          f'{f"{peak:.0f}" if peak else "—"} |')
 
   if 'tl_jax' in frameworks:
     cpu = {key: statistics.median(c.cpu_times) for key, c in cases.items()}
@@ -436,6 +483,9 @@ def main(argv) -> None:
              if peak and dtype == 'bfloat16' else 'MFU: n/a (needs a known GPU and bf16)')
       print(f'tl_jax {dtype} full: {flops / 1e9:.1f} model GFLOP/step, {rate / 1e9:.1f} '
             f'GFLOP/s; {mfu}')
+  print()
+  for line in watch.lines():
+    print(line)
 
 
 if __name__ == '__main__':

@@ -104,7 +104,7 @@ def test_every_script_uses_the_harness():
   assert len(SCRIPTS) >= 17
   for path in SCRIPTS:
     text = path.read_text()
-    assert 'harness.setup()' in text and 'harness.run(main)' in text, path.name
+    assert 'harness.setup(' in text and 'harness.run(main' in text, path.name
     for old in ('argparse', 'sys.path.insert', 'app.run(', 'sys.argv', 'os.environ'):
       assert old not in text, f'{path.name}: {old}'
 
@@ -159,3 +159,12 @@ def _undefined_globals(source: str, filename: str) -> set[str]:
 @pytest.mark.parametrize('script', SCRIPTS, ids=lambda p: p.name)
 def test_scripts_use_no_unbound_global(script):
   assert not _undefined_globals(script.read_text(), str(script)), script.name
+
+
+@pytest.mark.parametrize('script', [s for s in SCRIPTS if s.name.startswith('bench_')],
+                         ids=lambda p: p.name)
+def test_every_benchmark_records_the_machine_load(script):
+  """A benchmark prints whether the machine was quiet (tl_jax.machine_load), so a timing taken
+  under load says so in its own output."""
+  text = script.read_text()
+  assert 'harness.run(main, timed=True)' in text or 'machine_load.LoadWatch()' in text

@@ -16,7 +16,7 @@ PACKAGE = ROOT / 'tl_jax'
 # Lowest first. A module may import its own unit or a unit of a lower layer; units on one layer
 # do not import each other.
 LAYERS = (
-    ('tl_jax.errors',),
+    ('tl_jax.errors', 'tl_jax.machine_load'),
     ('tl_jax.config', 'tl_jax.config_overrides', 'tl_jax.extras'),
     ('tl_jax.data', 'tl_jax.models', 'tl_jax.report'),
     ('tl_jax.pieces',),

@@ -4,6 +4,7 @@ Layers, lowest first (a module imports only its own folder or a lower layer; tes
 checks it):
 
   errors.py    TlJaxError, the base of every user-facing error.
+  machine_load.py  Is the machine quiet enough to time on? (every benchmark prints it)
   config.py    Every config key and default, its checks, loading config files (no jax).
   extras.py    Optional packages and the error that names their extra.
   data/        TFDS builders, grain pipelines and sharding: config -> batches.

@@ -25,6 +25,7 @@ from typing import Any
 from absl import app, flags
 
 from tl_jax import errors
+from tl_jax import machine_load
 from tl_jax import report
 from tl_jax import sweep
 
@@ -57,10 +58,24 @@ def setup(*, devices: int = 0, threads: int = 0, torch: bool = False) -> None:
       os.environ.setdefault(key, str(threads))
 
 
-def run(main: Callable[[list[str]], Any]) -> None:
-  """absl's app.run (flags, --help) after setup()."""
+def run(main: Callable[[list[str]], Any], *, timed: bool = False) -> None:
+  """absl's app.run (flags, --help) after setup(). `timed`: a benchmark; the machine's load is
+  recorded around `main` and the verdict printed after it: timings taken under load say so."""
   setup()
-  app.run(main)
+  if not timed:
+    app.run(main)
+    return
+
+  def timed_main(argv):
+    watch = machine_load.LoadWatch()
+    print(f'load average at the start {watch.start.loadavg}; other busy processes: '
+          f'{", ".join(watch.start.busy) or "none"}', flush=True)
+    result = main(argv)
+    print()
+    for line in watch.finish().lines():
+      print(line)
+    return result
+  app.run(timed_main)
 
 
 # -------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-import resource
 import statistics
 import time
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 
 import ml_collections as mlc
 
+from tl_jax import machine_load
 from tl_jax.sweep import grid
 from tl_jax.sweep import results as results_lib
 
@@ -60,7 +60,7 @@ def execute(run: grid.Run, workdir: str | os.PathLike) -> dict[str, Any]:
   start = time.monotonic()
   final = loop.train(run.config, str(workdir))
   wall = time.monotonic() - start
-  peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+  peak_rss = machine_load.peak_rss_mb() * 2**20
   data = run.config.data
   per_step = data.batch_size * (2 if data.source.name else 1)
   train_records, eval_records = results_lib.read_history(workdir)
