@@ -76,7 +76,8 @@ NUM_CLASSES = 5
 FROZEN_LAYERS = 4
 # Dense bf16 tensor-core peaks (FLOP/s), by substring of device_kind (first match wins).
 BF16_PEAK = (('H200', 989e12), ('H100 PCIe', 756e12), ('H100', 989e12), ('A100', 312e12),
-             ('L4', 121e12), ('A10', 125e12))
+             ('L4', 121e12), ('A10', 125e12), ('TPU v6', 918e12), ('TPU v5p', 459e12),
+             ('TPU v5', 197e12), ('TPU v4', 275e12))
 
 
 @dataclasses.dataclass
@@ -374,7 +375,7 @@ def main(argv) -> None:
     import torch
     torch.set_num_threads(os.cpu_count())
   device = jax.devices()[0]
-  watch = machine_load.LoadWatch()
+  watch = harness.load_watch()
   print(f'jax {jax.__version__} on {device.platform} ({device.device_kind}); {os.cpu_count()} '
         f'CPUs (jax: the XLA pool over all of them; torch: set_num_threads({os.cpu_count()})); '
         f'model {args.model}; batch {args.batch} x {args.seq}; {args.rounds} rounds x '
@@ -478,9 +479,9 @@ def main(argv) -> None:
     if ('tl_jax', dtype, 'full') in med:
       flops = model_train_flops(model_config, args.batch, args.seq)
       rate = flops / med[('tl_jax', dtype, 'full')]
-      peak = bf16_peak(device.device_kind) if device.platform == 'gpu' else None
+      peak = bf16_peak(device.device_kind) if device.platform != 'cpu' else None
       mfu = (f'MFU {rate / peak:.1%} of {peak / 1e12:.0f} TFLOP/s bf16 peak'
-             if peak and dtype == 'bfloat16' else 'MFU: n/a (needs a known GPU and bf16)')
+             if peak and dtype == 'bfloat16' else 'MFU: n/a (needs a known GPU/TPU and bf16)')
       print(f'tl_jax {dtype} full: {flops / 1e9:.1f} model GFLOP/step, {rate / 1e9:.1f} '
             f'GFLOP/s; {mfu}')
   print()

@@ -167,4 +167,4 @@ def test_every_benchmark_records_the_machine_load(script):
   """A benchmark prints whether the machine was quiet (tl_jax.machine_load), so a timing taken
   under load says so in its own output."""
   text = script.read_text()
-  assert 'harness.run(main, timed=True)' in text or 'machine_load.LoadWatch()' in text
+  assert 'harness.run(main, timed=True)' in text or 'harness.load_watch()' in text

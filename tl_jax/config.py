@@ -84,6 +84,7 @@ def data_section() -> mlc.ConfigDict:
       worker_count=0,  # >0: grain worker processes (needs a __main__ guard)
       read_threads=2,
       prefetch_batches=4,
+      device_prefetch=1,  # train batches put on the devices ahead of the step (0 = on demand)
   ))
 
 
@@ -376,6 +377,7 @@ def validate(config: mlc.ConfigDict) -> None:
   _check_range(config, 'model.lora_alpha', 0, low_open=True)
   # Data.
   _check_range(config, 'data.max_length', 1, integer=True)
+  _check_range(config, 'data.device_prefetch', 0, integer=True)
   _check_length_buckets(d.length_buckets, d.max_length, tr.cache_frozen_prefix)
   if not (_finite(d.batch_size) and d.batch_size > 0 and float(d.batch_size).is_integer()):
     raise ConfigValueError(f'data.batch_size={d.batch_size!r} must be positive (global, per '

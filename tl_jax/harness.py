@@ -33,6 +33,7 @@ from tl_jax import sweep
 ENV_DEFAULTS = {'USE_TORCH': '0', 'TOKENIZERS_PARALLELISM': 'false', 'TF_CPP_MIN_LOG_LEVEL': '3'}
 THREAD_VARS = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')
 RUNS_DIR = 'runs'
+_LOAD_AT_SETUP: list[tuple[float, float, float]] = []  # before the script's heavy imports
 
 
 class HarnessError(errors.TlJaxError, RuntimeError):
@@ -43,6 +44,8 @@ def setup(*, devices: int = 0, threads: int = 0, torch: bool = False) -> None:
   """Environment defaults (a variable already set wins); `devices`: N fake CPU devices, `threads`:
   BLAS/OpenMP threads, `torch`: transformers' PyTorch classes on (a script that compares with
   PyTorch). They only act before jax first imports, hence the error after it."""
+  if not _LOAD_AT_SETUP:
+    _LOAD_AT_SETUP.append(os.getloadavg())
   if torch:
     os.environ.setdefault('USE_TORCH', '1')
   if (devices or threads) and 'jax' in sys.modules:
@@ -58,6 +61,11 @@ def setup(*, devices: int = 0, threads: int = 0, torch: bool = False) -> None:
       os.environ.setdefault(key, str(threads))
 
 
+def load_watch() -> machine_load.LoadWatch:
+  """A LoadWatch whose start load average is the one setup() saw, before the imports."""
+  return machine_load.LoadWatch(start_loadavg=_LOAD_AT_SETUP[0] if _LOAD_AT_SETUP else None)
+
+
 def run(main: Callable[[list[str]], Any], *, timed: bool = False) -> None:
   """absl's app.run (flags, --help) after setup(). `timed`: a benchmark; the machine's load is
   recorded around `main` and the verdict printed after it: timings taken under load say so."""
@@ -67,7 +75,7 @@ def run(main: Callable[[list[str]], Any], *, timed: bool = False) -> None:
     return
 
   def timed_main(argv):
-    watch = machine_load.LoadWatch()
+    watch = load_watch()
     print(f'load average at the start {watch.start.loadavg}; other busy processes: '
           f'{", ".join(watch.start.busy) or "none"}', flush=True)
     result = main(argv)

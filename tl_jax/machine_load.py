@@ -74,9 +74,13 @@ def sample(window_s: float = 1.0) -> Load:
 class LoadWatch:
   """The load before and after a timed section, and whether the machine was quiet for it."""
 
-  def __init__(self, window_s: float = 1.0):
+  def __init__(self, window_s: float = 1.0, start_loadavg: tuple[float, ...] | None = None):
+    """`start_loadavg`: the load average taken before the script's own imports (its start-up
+    would otherwise count as load; see harness.setup)."""
     self.window_s = window_s
     self.start = sample(window_s)
+    if start_loadavg is not None:
+      self.start = Load(tuple(round(x, 2) for x in start_loadavg), self.start.busy)
     self.end: Load | None = None
 
   def finish(self) -> LoadWatch:

@@ -33,6 +33,7 @@ from tl_jax.train import health as health_lib
 from tl_jax.train import memory
 from tl_jax.train import metrics as metrics_lib
 from tl_jax.train import parallel
+from tl_jax.train import prefetch
 from tl_jax.train import prefix_cache
 from tl_jax.train import step as step_lib
 from tl_jax.train import workdir as workdir_lib
@@ -355,14 +356,17 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
   preempted = False
   health = health_lib.Monitor(config.transfer, num_steps)  # adversaries' domain acc / loss
   try:
+    # The rows' cached prefix activations (when caching) replace their token inputs.
+    attach = (lambda batch: prefix_cache.attach(batch, caches)) if caches else None
+    batches = prefetch.device_batches(core, train_iter, depth=config.data.device_prefetch,
+                                      prepare=attach)
     for step in range(start + 1, num_steps + 1):
-      batch = next(train_iter)
-      if caches:  # the rows' cached prefix activations replace their token inputs
-        batch = prefix_cache.attach(batch, caches)
+      batch = next(batches)
       if step == start + 1:  # multi-host: each host reads only its rows of the global batch
         logging.info('Process %d of %d reads %d of the %d rows of each global batch.',
                      jax.process_index(), jax.process_count(),
-                     jax.tree.leaves(batch)[0].shape[0], config.data.batch_size)
+                     batch.shapes['target'][next(iter(batch.shapes['target']))][0],
+                     config.data.batch_size)
       state = faults.at('before_step', step, state=state)  # no-op unless a test armed it
       state, metrics = core.train_step(state, batch)
       faults.at('step', step)
@@ -390,7 +394,7 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
           final = results
           writer.log_eval(step, results)
           stop = early.update(step, results) if config.train.early_stopping_patience else False
-        meta = {'step': step, 'stage': core.stage, 'data': train_iter.get_state(),
+        meta = {'step': step, 'stage': core.stage, 'data': batch.data_state,
                 'early_stopping': early.state_dict()}
         ckpt.save(step, core.to_host(state), meta, metrics=results,
                   force=(step == num_steps or stop or preempted))

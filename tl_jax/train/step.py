@@ -17,6 +17,7 @@ from typing import Any, Callable
 from absl import logging
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from tl_jax import errors
@@ -31,6 +32,15 @@ from tl_jax.methods import objectives
 
 AXIS = parallel.AXIS
 Batch = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceBatch:
+  """A train batch laid out on the devices (TrainCore.put), with what the step needs of the host
+  batch: its shapes (what compiles) and the data position after it (what a checkpoint saves)."""
+  arrays: Any
+  shapes: Mapping[str, Mapping[str, tuple[int, ...]]]  # role -> key -> host shape
+  data_state: Any = None
 
 
 class StepConfigError(errors.TlJaxError, ValueError):
@@ -291,16 +301,16 @@ class TrainCore:
       self.train_shapes = set()
     return self._steps[stage]
 
-  def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, Any]]:
-    """One optimizer step on a host batch {'target': {...}[, 'source': {...}]}; returns device
-    metrics (see host_metrics). Switches the freezing stage when the next step starts one."""
-    if 'target' not in batch or set(batch) - set(objectives.DOMAINS):
-      raise StepConfigError(f'a train batch is {{"target": {{...}}[, "source": {{...}}]}}, got keys '
-                            f'{sorted(batch)}')
-    device_batch = self.launcher.put_batch(batch, self.micro_steps)
+  def train_step(self, state: TrainState, batch: Batch | DeviceBatch
+                 ) -> tuple[TrainState, dict[str, Any]]:
+    """One optimizer step on a host batch {'target': {...}[, 'source': {...}]} or one already
+    put on the devices (`put`); returns device metrics (see host_metrics). Switches the
+    freezing stage when the next step starts one."""
+    if not isinstance(batch, DeviceBatch):
+      batch = self.put(batch)
     fn = self.train_fn(self.stage)
-    self._note_shape(batch)
-    state, metrics = fn(state, device_batch, self._pretrained)
+    self._note_shape(batch.shapes)
+    state, metrics = fn(state, batch.arrays, self._pretrained)
     if 'real_tokens' in metrics:
       self._real_tokens.append(metrics['real_tokens'])
       if len(self._real_tokens) > 256:  # read rarely (log_every=0): keep one running sum
@@ -311,13 +321,23 @@ class TrainCore:
       state = self._switch_stage(state, next_stage)
     return state, metrics
 
-  def _note_shape(self, batch: Batch) -> None:
+  def put(self, batch: Batch, data_state: Any = None) -> DeviceBatch:
+    """A host batch {'target': {...}[, 'source': {...}]} laid out on the devices (the copy runs
+    while earlier steps do: see tl_jax/train/prefetch.py)."""
+    if 'target' not in batch or set(batch) - set(objectives.DOMAINS):
+      raise StepConfigError('a train batch is {"target": {...}[, "source": {...}]}, got keys '
+                            f'{sorted(batch)}')
+    shapes = {role: {k: tuple(np.shape(x)) for k, x in rows.items()}
+              for role, rows in batch.items()}
+    return DeviceBatch(self.launcher.put_batch(batch, self.micro_steps), shapes, data_state)
+
+  def _note_shape(self, shapes: Mapping[str, Mapping[str, tuple[int, ...]]]) -> None:
     """Logs each new batch shape of the stage's step (a new shape compiles once)."""
-    shape = tuple((role, key, tuple(x.shape)) for role in sorted(batch)
-                  for key, x in sorted(batch[role].items()))
+    shape = tuple((role, key, shapes[role][key]) for role in sorted(shapes)
+                  for key in sorted(shapes[role]))
     if shape not in self.train_shapes:
       self.train_shapes.add(shape)
-      lengths = {role: rows['input_ids'].shape[1] for role, rows in sorted(batch.items())
+      lengths = {role: rows['input_ids'][1] for role, rows in sorted(shapes.items())
                  if 'input_ids' in rows}
       logging.info('train step, freezing stage %d: batch shape %d of this stage%s (compiles '
                    'once)', self.stage, len(self.train_shapes),
