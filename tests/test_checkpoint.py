@@ -504,3 +504,35 @@ def test_a_reader_creates_cleans_up_and_moves_nothing(tmp_path):
   missing.close()
   assert not (tmp_path / "none").exists()
   gc.collect()
+
+
+def _half_delete(step_dir: pathlib.Path) -> None:
+  """What a reader may meet while the trainer's keep-K removes a step: the finalisation marker
+  and part of the state gone, the directory still listed."""
+  (step_dir / ckpt_lib._FINALIZED).unlink()
+  state_files = sorted((p for p in (step_dir / "state").rglob("*") if p.is_file()), key=str)
+  for path in state_files[: len(state_files) // 2]:
+    path.unlink()
+
+
+def test_a_reader_whose_step_is_deleted_under_it_reads_the_newer_one(tmp_path, monkeypatch):
+  ckpt = _make(tmp_path, keep=3)
+  for step in (10, 20, 30):
+    ckpt.save(step, _state(0, step), {"stage": 0})
+  ckpt.close()
+  directory = tmp_path / "checkpoints"
+  _half_delete(directory / "20")
+  reader = _make(tmp_path, keep=3, read_only=True)
+  listings = iter([[10, 20]])  # listed before step 30 was finalised, then the real listing
+  real_steps = reader.steps
+  monkeypatch.setattr(reader, "steps", lambda: next(listings, None) or real_steps())
+  restored = reader.restore_latest(_template)
+  assert restored.step == 30 and not restored.skipped
+  _assert_state_equal(restored.state, _state(0, 30))
+  reader.close()
+
+  _half_delete(directory / "30")  # a crash mid-delete leaves the newest half gone: skip it
+  reader = _make(tmp_path, keep=3, read_only=True)
+  restored = reader.restore_latest(_template)
+  assert restored.step == 10 and restored.skipped == (30, 20)
+  reader.close()

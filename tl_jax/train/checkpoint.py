@@ -61,6 +61,7 @@ from tl_jax.train.integrity import (  # noqa: F401
 
 STATE, META, INTEGRITY = "state", "meta", "integrity"
 COMMIT_MARKER = "commit_success.txt"  # orbax writes it into a step before the final rename
+_FINALIZED = "_CHECKPOINT_METADATA"  # in every finalized step; gone once a delete starts
 REJECTED_SUFFIX = "_rejected"
 _READER_RETRIES = 5  # a reader that keeps losing its step to the trainer's keep-K deletes
 
@@ -356,10 +357,16 @@ class Checkpointer:
         try:
           meta = self.read_meta(step)
           state = self.restore(step, template_fn(meta))
-        except CorruptCheckpointError as e:
-          if not (self.directory / str(step)).exists():
-            restarted = True  # deleted under us by the trainer: newer steps exist now
-            break
+        except (CorruptCheckpointError, CheckpointTemplateError) as e:
+          # Deleted under us by the trainer's keep-K (a half-deleted step reads as a partial
+          # tree): newer steps exist now, read them.
+          if not (self.directory / str(step) / _FINALIZED).exists():
+            self._mgr.reload()
+            if max((s for s in self.steps() if s not in failures), default=step) > step:
+              restarted = True
+              break
+          elif isinstance(e, CheckpointTemplateError):
+            raise  # a complete step that does not fit the template: the caller's error
           logging.warning("Checkpoint step %d in %s is unusable (%s); trying the previous one "
                           "(left in place: read-only).", step, self.directory, e)
           failures[step] = str(e)
