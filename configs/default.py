@@ -7,7 +7,8 @@ across the switch). Title and body are tokenised as a pair, 128 tokens.
 Run:   tl-jax train --workdir=runs/default          (this config is the default; `make demo`)
        tl-jax train --config.model.init=random --workdir=runs/default-random   (the baseline)
 Measured (2 cores, `make demo`, bbc_news 1.1.0): target test accuracy 0.9626 (validation 0.9575);
-the same schedule from a random init 0.2944 (validation 0.3396).
+the same schedule from a random init 0.3178 (validation 0.3491) at its best checkpoint (step 60;
+0.2944 / 0.3396 at step 120).
 """
 
 from tl_jax.config import base_config

@@ -161,6 +161,11 @@ def _pad(batch, width):
           for k, v in batch.items()}
 
 
+def _assert_trees_close(a, b, *, rtol: float) -> None:
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=1e-6)
+
+
 @pytest.mark.parametrize('pooling', ['mean', 'pooler'])
 def test_loss_and_gradients_do_not_depend_on_the_padding(pooling):
   module, params = _tiny_bert(pooling)
@@ -174,8 +179,7 @@ def test_loss_and_gradients_do_not_depend_on_the_padding(pooling):
   loss_b, grads_b = grad_fn(params, short)  # padded to the bucket (8)
   loss_m, grads_m = grad_fn(params, _pad(short, MAX))  # padded to max_length
   np.testing.assert_allclose(float(loss_b), float(loss_m), rtol=1e-5)
-  for gb, gm in zip(jax.tree.leaves(grads_b), jax.tree.leaves(grads_m)):
-    np.testing.assert_allclose(np.asarray(gb), np.asarray(gm), rtol=1e-4, atol=1e-6)
+  _assert_trees_close(grads_b, grads_m, rtol=1e-4)
 
 
 def test_train_step_compiles_once_per_width_and_counts_real_tokens():
@@ -196,8 +200,7 @@ def test_train_step_compiles_once_per_width_and_counts_real_tokens():
   assert m8['real_tokens'] == m32['real_tokens'] == float(short['attention_mask'].sum())
   np.testing.assert_allclose(m8['loss'], m32['loss'], rtol=1e-5)
   np.testing.assert_allclose(m8['grad_norm'], m32['grad_norm'], rtol=1e-4)
-  for a, b in zip(jax.tree.leaves(p8), jax.tree.leaves(p32)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+  _assert_trees_close(p8, p32, rtol=1e-5)
 
 
 def test_host_metrics_sums_real_tokens_since_the_last_read():
