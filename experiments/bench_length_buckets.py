@@ -7,8 +7,8 @@ clipping, dropout 0.1), full fine-tune. Two runs, `off` (length_buckets=()) and 
 `--steps` steps each, so machine load hits both alike. A step that meets a new batch shape
 compiles: it is timed apart (the first one is `first step s`) and left out of the rates.
 Columns: examples/s, real (attention_mask == 1) tokens/s, the fraction of pad tokens in the
-batches, train-step shapes compiled, first-step seconds. The load average is printed before and
-after: take figures on a quiet machine.
+batches, train-step shapes compiled, first-step seconds. The harness prints the load before
+and its verdict after (tl_jax/machine_load.py): take figures only when it says quiet.
 
   python experiments/bench_length_buckets.py --steps=50 --repeats=3
   python experiments/bench_length_buckets.py --steps=2 --repeats=1 --batch=4 \
@@ -118,7 +118,6 @@ class Run:
 def main(argv) -> None:
   del argv
   args = flags.FLAGS
-  load_before = os.getloadavg()
   buckets = tuple(int(b) for b in args.buckets)
   configs = {'off': make_config(()), 'on': make_config(buckets)}
   pieces = pieces_lib.build(configs['off'])
@@ -126,7 +125,7 @@ def main(argv) -> None:
   print(f'jax {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} devices); '
         f'{os.cpu_count()} CPUs; {args.model} on bbc_news {args.field!r}, batch {args.batch}, '
         f'max_length {args.max_length}, buckets {buckets}; {args.repeats} x {args.steps} steps '
-        f'each; load average before {load_before}', flush=True)
+        'each', flush=True)
   for r in range(args.repeats):
     for run in runs.values():
       run.segment(args.steps)
@@ -143,7 +142,6 @@ def main(argv) -> None:
     print('median segment s: ' + ', '.join(f'{k} {v:.2f}' for k, v in med.items()))
   print('real tokens per run (device metric, all steps): ' + ', '.join(
       f'{run.name} {run.device_real:.0f}' for run in runs.values()))
-  print(f'load average after {os.getloadavg()}')
 
 
 if __name__ == '__main__':

@@ -127,7 +127,6 @@ def main(argv) -> None:
   amort_cpu = med_cpu['cached'] + build_cpu / e
   print(f'| cached + build/{e} | {amort:.2f} | {amort / med["full"]:.3f} | {amort_cpu:.2f} | '
         f'{amort_cpu / med_cpu["full"]:.3f} |')
-  print(f'load average at the end {os.getloadavg()}')
 
 
 if __name__ == '__main__':

@@ -64,7 +64,8 @@ def between(base: mlc.ConfigDict, config: mlc.ConfigDict) -> dict[str, Any]:
   sweep can run several config files as runs over one base: each file stays the one place its
   method is set."""
   def leaves(c):
-    return {k: lookup(c, k) for k in flat_keys(c) if not hasattr(lookup(c, k), 'items')}
+    values = {k: lookup(c, k) for k in flat_keys(c)}
+    return {k: v for k, v in values.items() if not hasattr(v, 'items')}
   want, have = leaves(config), leaves(base)
   if missing := sorted(set(want) - set(have)):
     raise OverrideError(f'keys {missing} are not in the base config: a sweep can only override '
