@@ -12,8 +12,11 @@ MODELS_DIR = pathlib.Path(__file__).resolve().parent / 'models'
 
 
 def parse_options(arg: str, allowed: tuple[str, ...], *, where: str) -> tuple[str, dict[str, int]]:
-  """'NAME,key=N,key=N' -> (NAME, {key: N}); one error naming the allowed keys otherwise."""
+  """'NAME,key=N,key=N' -> (NAME, {key: N}) (NAME may be left out: 'key=N' -> ('', {key: N}));
+  one error naming the allowed keys otherwise."""
   name, *options = arg.split(',')
+  if '=' in name:
+    name, options = '', [name, *options]
   try:
     opts = {k: int(v) for k, v in (o.split('=', 1) for o in options)}
   except ValueError:
@@ -47,6 +50,9 @@ def few_shot_bbc(config):
 
 
 VIT_DIR = str(MODELS_DIR / 'vit_digits16')  # 16x16 input, patch 4, width 64, 2 layers
+# 8x8 input, 2x2 patches (16 tokens + [CLS]), width 64, 4 layers: the ViT pre-trained on
+# digits/original (configs/sweeps/vit_digits_pretrain.py) that the ViT transfer pairs start from.
+VIT8_DIR = str(MODELS_DIR / 'vit_digits8')
 
 
 def digits_uda(config):

@@ -44,7 +44,6 @@ harness.setup()  # before jax is imported
 
 from tl_jax import report  # noqa: E402
 from tl_jax import sweep  # noqa: E402
-from tl_jax.configs.sweeps import vit_digits_pretrain  # noqa: E402
 
 if __name__ == '__main__':  # tradaboost.py imports pretrain_vit: flags only when run
   _SWEEP = harness.define_sweep('')
@@ -61,8 +60,7 @@ COLUMNS = ('target/test/accuracy', 'wall_s', 'median_step_s', 'examples_per_sec'
 
 def pretrain_vit(outdir: pathlib.Path, *, quick: bool) -> pathlib.Path:
   """The upstream ViT of the digits pair: pre-trained once, reused by later invocations."""
-  init = vit_digits_pretrain.write_init(outdir / 'vit_init')
-  spec = harness.config_path('sweeps/vit_digits_pretrain.py') + f':{init}'
+  spec = harness.config_path('sweeps/vit_digits_pretrain.py')
   print(f'== pre-training a ViT on digits/original ({"quick" if quick else "400 steps"})')
   result, = harness.run_sweep(spec, outdir / 'pretrain', prune_checkpoints=True,
                               overrides={'train.num_steps': 100} if quick else None)

@@ -29,7 +29,6 @@ harness.setup()  # before jax is imported
 
 from tl_jax import report  # noqa: E402
 from tl_jax import sweep  # noqa: E402
-from tl_jax.configs.sweeps import vit_digits_pretrain  # noqa: E402
 
 _SWEEP = harness.define_sweep('')
 _OUT = harness.define_out('lambda_sweep')
@@ -81,9 +80,7 @@ def main(argv) -> None:
   start = time.monotonic()
   spec, title = _SWEEP.sweep.value, _SWEEP.sweep.value
   if not spec:
-    init = vit_digits_pretrain.write_init(out / 'vit_init')
-    spec = harness.config_path('sweeps/lambda.py') + f':{init}'
-    spec += ',steps=30,seeds=1' if _QUICK.value else ''
+    spec = harness.config_path('sweeps/lambda.py') + (':steps=30,seeds=1' if _QUICK.value else '')
     title = 'λ sweep: digits → digits/rotated (5 per class), ViT from scratch'
   print(f'== {title}: {spec}')
   results = _SWEEP.run(out / 'runs', sweep_file=spec, prune_checkpoints=True)

@@ -102,6 +102,21 @@ def test_table_sweeps_expand_with_their_options():
 
 def test_every_script_uses_the_harness():
   assert len(SCRIPTS) >= 17
+
+
+def test_vit_sweeps_run_without_a_model_dir():
+  """The ViT pre-training and λ sweeps default to the shipped configs/models/vit_digits8 (a
+  stranger runs the README's command as is); options may follow a DIR or stand alone."""
+  pre, = sweep.SweepSpec(str(REPO / 'configs/sweeps/vit_digits_pretrain.py')).runs()
+  shipped = json.loads((pathlib.Path(pre.config.model.name) / 'config.json').read_text())
+  assert (shipped['image_size'], shipped['patch_size'], shipped['num_hidden_layers']) == (8, 2, 4)
+  lam = sweep.SweepSpec(str(REPO / 'configs/sweeps/lambda.py') + ':steps=6,seeds=1').runs()
+  assert len(lam) == 8 and {r.config.train.num_steps for r in lam} == {6}
+  assert {r.config.model.name for r in lam} == {pre.config.model.name}
+  other = sweep.SweepSpec(str(REPO / 'configs/sweeps/lambda.py') + ':/elsewhere,seeds=1').runs()
+  assert {r.config.model.name for r in other} == {'/elsewhere'}
+  with pytest.raises(ValueError, match="options are ',steps=N,seeds=N'"):
+    sweep.SweepSpec(str(REPO / 'configs/sweeps/lambda.py') + ':stpes=6').runs()
   for path in SCRIPTS:
     text = path.read_text()
     assert 'harness.setup(' in text and 'harness.run(main' in text, path.name

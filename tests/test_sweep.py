@@ -206,6 +206,14 @@ def test_sweep_resumes_interrupted_run_and_skips_finished(sweep_file, tmp_path):
   assert '1 already finished, 0 to run' in lines[0]
   assert marker.stat().st_mtime_ns == before
 
+  # An edited config (here a learning rate): the finished result is stale, not reused silently.
+  edited = sweep.SweepSpec(str(sweep_file), {'optimizer.learning_rate': 0.5})
+  with pytest.raises(sweep.SweepError, match=(
+      rf'1 finished run\(s\) in .* another config .*\n  {head.name}: '
+      r'optimizer.learning_rate: 0.001 -> 0.5\nMove those run directories away')):
+    sweep.run_sweep(edited, sweepdir, only='0/2', runner='inprocess', printer=lines.append)
+  assert marker.stat().st_mtime_ns == before
+
 
 def test_cli_subprocess_runner_and_report(sweep_file, tmp_path):
   sweepdir = tmp_path / 'cli'

@@ -9,7 +9,7 @@ recipe on labelled digits/rotated train, no source).
   arg DIR          the pretrained ViT's HF export (vit_digits_pretrain's <run>/export)
   ',seeds=K'       K seeds (default 3);  ',steps=N'  a shorter run (tests)
 
-Run:   tl-jax sweep --config=configs/sweeps/vit_digits_pretrain.py:runs/vit_init \\
+Run:   tl-jax sweep --config=configs/sweeps/vit_digits_pretrain.py \\
            --sweepdir=runs/vit_pre            (once: runs/vit_pre/vit_digits/export)
        tl-jax sweep --config=configs/sweeps/da_image.py:runs/vit_pre/vit_digits/export \\
            --sweepdir=runs/da_image

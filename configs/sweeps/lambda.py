@@ -1,8 +1,9 @@
 """λ sweep of the joint loss L_T + λ(step)·L_S: digits (labelled source) -> digits/rotated
 (5 labelled images per class), a small ViT trained from a random init.
 
-  arg DIR   a directory with the ViT's config.json (vit_digits_pretrain.write_init writes one)
-  ',steps=N,seeds=K' after DIR: a shorter run / fewer seeds
+  arg DIR   optional: a directory with another ViT's config.json (default: the shipped
+            configs/models/vit_digits8, the architecture of configs/sweeps/vit_digits_pretrain.py)
+  'steps=N,seeds=K' (after DIR, if any): a shorter run / fewer seeds
 
 From a random init the source labels are the only thing that teaches digit shapes beyond the 50
 target images, so λ decides how much of that transfer happens (λ = 0: the target alone).
@@ -10,7 +11,7 @@ Schedules: constant λ ∈ {0, 0.1, 0.3, 1, 3}; linear ramp 0 -> 1 over the run;
 (value 1, γ 10); step 1 -> 0.1 at half the run (source first, then the target).
 
 Run:   python experiments/lambda_sweep.py                              (table + plot)
-       tl-jax sweep --config=configs/sweeps/lambda.py:DIR --sweepdir=runs/lam
+       tl-jax sweep --config=configs/sweeps/lambda.py --sweepdir=runs/lam
 Expected: see the README table made by experiments/lambda_sweep.py.
 """
 
@@ -22,9 +23,9 @@ CONSTANTS = (0.0, 0.1, 0.3, 1.0, 3.0)
 
 
 def _parse(arg: str) -> tuple[str, dict[str, int]]:
-  if not arg.split(',')[0]:
-    raise ValueError('configs/sweeps/lambda.py needs :DIR, a directory with a ViT config.json')
-  return common.parse_options(arg, ('steps', 'seeds'), where='configs/sweeps/lambda.py')
+  model, opts = common.parse_options(arg or '', ('steps', 'seeds'),
+                                     where='configs/sweeps/lambda.py')
+  return model or common.VIT8_DIR, opts
 
 
 def get_config(arg: str = ''):

@@ -52,7 +52,11 @@ def main(argv: Sequence[str] | None = None, prog: str = 'python -m tl_jax.sweep'
       measure.execute(runs[args.run], pathlib.Path(args.sweepdir) / args.run)
       return 0
     if args.report_only:
-      results = results_lib.collect(spec.runs(), args.sweepdir)
+      runs = spec.runs()
+      for line in results_lib.changed_runs(runs, args.sweepdir):
+        print(f'WARNING: trained with another config than the sweep gives now: {line}',
+              file=sys.stderr)
+      results = results_lib.collect(runs, args.sweepdir)
       print(tables.write_outputs(results, args.sweepdir))
       return 0
     results = runner.run_sweep(spec, args.sweepdir, only=args.only, runner=args.runner,

@@ -69,6 +69,7 @@ def execute(run: grid.Run, workdir: str | os.PathLike) -> dict[str, Any]:
   result = {
       'name': run.name, 'group': run.group, 'index': run.index,
       'overrides': results_lib.jsonable(run.overrides), 'seed': run.config.seed,
+      'config': results_lib.jsonable(run.config.to_dict()),  # what a rerun checks it against
       'final': final, 'num_steps': run.config.train.num_steps,
       'wall_s': wall, 'resumed': resumed,
       'median_step_s': median, 'examples_per_sec': per_step / median if times else float('nan'),

@@ -62,6 +62,25 @@ def run_result(workdir: str | os.PathLike) -> dict[str, Any]:
   return evals[-1] if evals else {}
 
 
+def changed_runs(runs: Sequence[grid.Run], sweepdir: str | os.PathLike) -> list[str]:
+  """'name: what changed' for every finished run whose recorded config is not the one the sweep
+  gives it now (an edited config file or sweep row): its result would be reused silently.
+  Results written before configs were recorded are compared by their overrides."""
+  from tl_jax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  changed = []
+  for run in runs:
+    result = read_result(pathlib.Path(sweepdir) / run.name)
+    if result is None:
+      continue
+    if 'config' in result:
+      diff = workdir_lib.config_diff(result['config'], jsonable(run.config.to_dict()))
+    else:
+      diff = workdir_lib.config_diff(result.get('overrides'), jsonable(run.overrides))
+    if diff:
+      changed.append(f'{run.name}: ' + '; '.join(diff[:3]) + ('; ...' if len(diff) > 3 else ''))
+  return changed
+
+
 def collect(runs: Sequence[grid.Run], sweepdir: str | os.PathLike) -> list[dict]:
   """The result of every run in sweep order; unfinished runs as {'name', 'group', 'pending'}."""
   sweepdir = pathlib.Path(sweepdir)

@@ -103,6 +103,13 @@ def run_sweep(spec: SweepSpec, sweepdir: str | os.PathLike, *, only: str | None 
   sweepdir = pathlib.Path(sweepdir).absolute()
   runs = spec.runs()
   mine = grid.shard(runs, only)
+  changed = results_lib.changed_runs(mine, sweepdir)
+  if changed:
+    raise grid.SweepError(
+        f'{len(changed)} finished run(s) in {sweepdir} were trained with another config than '
+        'the sweep gives them now, so their results would be reused as if current:\n  '
+        + '\n  '.join(changed) + '\nMove those run directories away (or use another '
+        '--sweepdir) to rerun them; nothing was run.')
   sweepdir.mkdir(parents=True, exist_ok=True)
   todo = [r for r in mine if not results_lib.is_finished(sweepdir / r.name)]
   printer(f'sweep {spec.config}: {len(runs)} runs, {len(mine)} on this host'

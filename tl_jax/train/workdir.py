@@ -247,7 +247,7 @@ def _check_compatible(path: pathlib.Path, fingerprint: dict[str, Any]) -> None:
     raise WorkdirMismatchError(
         f"workdir {path} holds checkpoints but its {RUN_FILE} is unreadable; choose a new "
         f"--workdir, or pass {OVERWRITE_FLAG} to move the old run aside") from None
-  diffs = _diff(recorded, fingerprint)
+  diffs = config_diff(recorded, fingerprint)
   if diffs:
     shown = "; ".join(diffs[:3]) + ("; ..." if len(diffs) > 3 else "")
     raise WorkdirMismatchError(
@@ -255,7 +255,8 @@ def _check_compatible(path: pathlib.Path, fingerprint: dict[str, Any]) -> None:
         f"--workdir, or pass {OVERWRITE_FLAG} to move the old run aside (nothing is deleted)")
 
 
-def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+  """'key.path: old -> new' for every leaf that differs between two JSON-like trees."""
   if isinstance(old, dict) and isinstance(new, dict):
     out = []
     for key in sorted(set(old) | set(new), key=str):
@@ -265,7 +266,7 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
       elif key not in new:
         out.append(f"{name}: {old[key]!r} -> missing")
       else:
-        out.extend(_diff(old[key], new[key], name))
+        out.extend(config_diff(old[key], new[key], name))
     return out
   return [] if old == new else [f"{prefix or 'fingerprint'}: {old!r} -> {new!r}"]
 
@@ -314,7 +315,8 @@ def _record_config(workdir: Workdir, config: Any) -> None:
   except ValueError:
     first = None
   if first != resolved:
-    changed = _diff(first, resolved) if isinstance(first, dict) else ["config.json unreadable"]
+    changed = (config_diff(first, resolved) if isinstance(first, dict)
+               else ["config.json unreadable"])
     name = f"config.resumed-{time.strftime('%Y%m%d-%H%M%S')}.json"
     _write_json(workdir.path / name, resolved)
     logging.warning("Config differs from the first run's config.json (%s); recorded in %s.",
