@@ -134,6 +134,26 @@ def test_da_sweeps_list_every_method_and_the_ceiling():
   assert all(not r.config.data.target.labeled for r in uda)
 
 
+def test_the_weight_grid_varies_only_the_weight_on_seeds_the_table_does_not_report():
+  from tl_jax import sweep  # pylint: disable=g-import-not-at-top
+  from tl_jax.configs.sweeps import da_text, da_text_grid  # pylint: disable=g-import-not-at-top
+  runs = sweep.SweepSpec(str(REPO / 'configs' / 'sweeps' / 'da_text_grid.py')).runs()
+  assert len(runs) == 2 * sum(len(g) for g in da_text_grid.GRIDS.values())
+  table_seeds = {r.config.seed for r in sweep.SweepSpec(
+      str(REPO / 'configs' / 'sweeps' / 'da_text.py')).runs()}
+  assert table_seeds.isdisjoint({r.config.seed for r in runs})
+  rows = {row['name']: row for row in da_text.method_rows()}
+  for run in runs:
+    method = run.group.split('-weight-')[0]
+    section = da_text.METHODS[method][2]
+    grid_section = run.config.transfer[section].to_dict()
+    assert grid_section['weight'] in da_text_grid.GRIDS[method], run.name
+    # Everything but the weight is the table row's setting.
+    table_section = dict(rows[method][f'transfer.{section}'])
+    assert {**table_section, 'weight': grid_section['weight']} == grid_section, run.name
+    assert tuple(run.config.transfer.objectives) == tuple(rows[method]['transfer.objectives'])
+
+
 def test_a_text_da_config_trains_two_steps_on_a_tiny_bert(shift_dir, tiny_assets,  # noqa: F811
                                                            tmp_path):
   import json  # pylint: disable=g-import-not-at-top
