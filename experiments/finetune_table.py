@@ -58,7 +58,8 @@ def main(argv) -> None:
   del argv
   out = pathlib.Path(_OUT.value)
   results = _SWEEP.run(out / 'runs', groups=_METHODS.value)
-  table = (harness.table(results, COLUMNS, labels=LABELS, group_title='method')
+  table = (harness.table(results, COLUMNS, labels=LABELS, group_title='method',
+                         baseline=_SWEEP.baseline())
            + f'\n\n{_SWEEP.sweep.value}: MiniLM-L6 on BBC News, 8 labelled articles per class, '
            'batch 16 × 64 tokens; test split.')
   harness.write(out, table, harness.summary(results, COLUMNS), plot=plot,

@@ -112,6 +112,35 @@ def test_aggregate_mean_std_over_seeds_and_table():
   assert table[3] == '| b | 1 (+1 pending) | 50.0 | 3 | — |'
 
 
+def test_paired_deltas_against_a_baseline_by_seed():
+  """Δ per seed (row − baseline of the same seed), its mean, std and Student-t CI, and a verdict
+  only when the CI excludes 0 — checked by hand."""
+  def run(group, seed, acc):
+    return {'name': f'{group},seed={seed}', 'group': group, 'seed': seed,
+            'final': {'target/test/accuracy': acc}}
+  base = [0.80, 0.70, 0.90]
+  results = [run('base', i, a) for i, a in enumerate(base)]
+  results += [run('up', i, a + d) for i, (a, d) in enumerate(zip(base, (0.05, 0.06, 0.07)))]
+  results += [run('noise', i, a + d) for i, (a, d) in enumerate(zip(base, (0.10, -0.10, 0.02)))]
+  results += [run('one', 0, 0.60), {'name': 'one,seed=1', 'group': 'one', 'pending': True},
+              run('unpaired', 7, 0.99)]
+  deltas = sweep.paired_deltas(results, 'target/test/accuracy', 'base')
+  assert set(deltas) == {'up', 'noise', 'one'}  # seed 7 has no baseline run: not compared
+  mean, std, n = deltas['up']
+  assert (mean, std, n) == (pytest.approx(0.06), pytest.approx(0.01), 3)
+  # 4.303 * 0.01 / sqrt(3) = 0.0248 -> ± 2.5 points, above 0.
+  assert sweep.format_delta('target/test/accuracy', deltas['up']) == '+6.0 (95% CI ± 2.5): better'
+  assert sweep.format_delta('target/test/accuracy', deltas['noise']).endswith(': no difference')
+  assert sweep.format_delta('target/test/accuracy', deltas['one']) == '-20.0 (1 seed: no CI)'
+  assert sweep.format_delta('target/test/loss', (-0.5, 0.01, 3)).endswith(': lower')
+  table = sweep.markdown_table(sweep.aggregate(results, ['target/test/accuracy']),
+                               ['target/test/accuracy'], baseline='base', deltas=deltas)
+  lines = table.splitlines()
+  assert lines[0] == '| run | seeds | target test acc % | Δ vs base |'
+  assert lines[2].startswith('| base | 3 | 80.0 ± 10.0') and lines[2].endswith('| — |')
+  assert lines[3].endswith('| +6.0 (95% CI ± 2.5): better |')
+
+
 def test_ci95_is_the_student_t_half_width():
   # By hand: accuracies 0.90, 0.92, 0.94 -> std 0.02; 4.303 * 0.02 / sqrt(3) = 0.049687.
   assert sweep.ci95(0.02, 3) == pytest.approx(0.049687, abs=1e-6)

@@ -135,6 +135,10 @@ class SweepFlags:
                      only=self.only.value, runner=self.runner.value,
                      report_only=self.report_only.value, prune_checkpoints=prune_checkpoints)
 
+  def baseline(self, sweep_file: str = '') -> str | None:
+    """The sweep file's BASELINE group (tables compare every row with it), or None."""
+    return sweep.SweepSpec(sweep_file or self.sweep.value).baseline()
+
 
 def define_sweep(default: str) -> SweepFlags:
   """--sweep=path[:arg] and how to run it: --only=K/N, --runner, --report_only. (Shorter runs
@@ -166,7 +170,7 @@ def run_sweep(sweep_file: str, sweepdir: str | os.PathLike, *, groups: Sequence[
     spec = _GroupSubset(spec.config, spec.overrides, tuple(groups))
   if report_only:
     results = sweep.collect(spec.runs(), sweepdir)
-    sweep.write_outputs(results, sweepdir)
+    sweep.write_outputs(results, sweepdir, baseline=spec.baseline())
     return results
   return sweep.run_sweep(spec, sweepdir, only=only or None, runner=runner,
                          prune_checkpoints=prune_checkpoints)
@@ -186,11 +190,17 @@ class _GroupSubset(sweep.SweepSpec):
 
 
 def table(results: Sequence[Mapping[str, Any]], columns: Sequence[str], *,
-          labels: Mapping[str, str] | None = None, group_title: str = 'run') -> str:
-  """Markdown, one row per group (mean ± std over its seeds), groups renamed by `labels`."""
-  rows = [{**row, 'group': (labels or {}).get(row['group'], row['group'])}
-          for row in sweep.aggregate(results, columns)]
-  return sweep.markdown_table(rows, columns, group_title=group_title)
+          labels: Mapping[str, str] | None = None, group_title: str = 'run',
+          baseline: str | None = None) -> str:
+  """Markdown, one row per group (mean ± std over its seeds), groups renamed by `labels`; with
+  a `baseline` group, each row's paired difference from it (sweep.paired_deltas)."""
+  label = lambda group: (labels or {}).get(group, group)
+  rows = [{**row, 'group': label(row['group'])} for row in sweep.aggregate(results, columns)]
+  deltas = None
+  if baseline:
+    deltas = {label(g): d for g, d in sweep.paired_deltas(results, columns[0], baseline).items()}
+  return sweep.markdown_table(rows, columns, group_title=group_title,
+                              baseline=label(baseline) if baseline else None, deltas=deltas)
 
 
 def summary(results: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict[str, Any]:

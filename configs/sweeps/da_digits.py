@@ -18,6 +18,8 @@ from tl_jax import harness
 from tl_jax import sweep
 from tl_jax.configs import common
 
+BASELINE = 'source_only'  # table.md compares every row with it, seed by seed
+
 # name -> config file[:arg] under configs/; the first is the base.
 METHODS = {
     'source_only': 'source_only_digits.py',
@@ -33,8 +35,7 @@ METHODS = {
 
 
 def _parse(arg: str) -> dict[str, int]:
-  arg = (arg or '').lstrip(',')  # 'steps=N,seeds=K' or ',steps=N,seeds=K'
-  _, opts = common.parse_options(',' + arg if arg else '', ('steps', 'seeds'),
+  _, opts = common.parse_options(arg or '', ('steps', 'seeds'),
                                  where='configs/sweeps/da_digits.py')
   return opts
 

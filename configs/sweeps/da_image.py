@@ -21,6 +21,8 @@ from tl_jax.config import base_config
 from tl_jax.configs import common
 from tl_jax.configs.sweeps import da_text
 
+BASELINE = 'source_only'  # table.md compares every row with it, seed by seed
+
 
 def _parse(arg: str) -> tuple[str, dict[str, int]]:
   if not (arg or '').split(',')[0]:

@@ -10,7 +10,8 @@ source), then each configs/<method>_text.py as it is. Target labels score the te
   arg ',steps=N'   a shorter run (tests)
 
 Run:   tl-jax sweep --config=configs/sweeps/da_text.py --sweepdir=runs/da_text
-       (or python experiments/da_table.py --sweep=configs/sweeps/da_text.py, once it takes one)
+       python experiments/da_table.py --sweep=configs/sweeps/da_text.py --out=runs/da_text_table
+           (the same runs, plus a plot)
 Expected: the README's text DA table; table.md in the sweep dir gives target test accuracy,
 mean ± std and the Student-t 95 % CI over the seeds.
 """
@@ -24,6 +25,8 @@ from tl_jax.configs import dann_text
 from tl_jax.configs import importance_text
 from tl_jax.configs import mdd_text
 from tl_jax.configs import mmd_text
+
+BASELINE = 'source_only'  # table.md compares every row with it, seed by seed
 
 # row name -> (config module, arg, the transfer section it sets); one row per DA method, in the
 # order they run (the rows after the baselines are what 2 shared cores finish first).

@@ -22,6 +22,8 @@ from tl_jax import harness
 from tl_jax import sweep
 from tl_jax.configs import common
 
+BASELINE = 'finetune'  # table.md compares every row with it, seed by seed
+
 # name -> (config file[:arg] under configs/, extra overrides); the base is 'finetune'.
 METHODS = {
     'random_init': ('finetune_bbc.py', {'model.init': 'random'}),

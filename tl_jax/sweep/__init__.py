@@ -30,7 +30,7 @@ One job per module:
   runner.py    running this host's runs, in child processes or in process (run_sweep)
   measure.py   one run: train, measure, write its result marker (execute, state_costs)
   results.py   reading a sweep's files back (read_result, read_history, collect)
-  tables.py    mean ± std ± CI over seeds, runs.json/.csv, table.md (aggregate, write_outputs)
+  tables.py    mean ± std ± CI over seeds, paired Δ vs a baseline, runs.json/.csv, table.md
   cli.py       `tl-jax sweep` / `python -m tl_jax.sweep`
 Every public name is re-exported here: `from tl_jax import sweep; sweep.product(...)`.
 """
@@ -44,13 +44,13 @@ from tl_jax.sweep.results import (RESULT_FILE, _jsonable, collect, is_finished, 
                                   read_history, read_result, run_result, write_result)
 from tl_jax.sweep.runner import RUNNERS, SweepSpec, run_sweep
 from tl_jax.sweep.tables import (COLUMN_TITLES, DEFAULT_COLUMNS, T95, aggregate, ci95,
-                                 markdown_table, t95, value, write_outputs)
+                                 format_delta, markdown_table, paired_deltas, t95, value,
+                                 write_outputs)
 
 __all__ = [
     'COLUMN_TITLES', 'DEFAULT_COLUMNS', 'NAME_KEY', 'Overrides', 'RESULT_FILE', 'RUNNERS', 'Run',
     'SEED_KEY', 'SweepError', 'SweepSpec', 'T95', 'aggregate', 'apply_overrides', 'axis', 'chain',
-    'ci95', 'collect', 'execute', 'expand', 'is_finished', 'jsonable', 'load_sweep_file', 'main',
-    'markdown_table', 'product', 'read_history', 'read_result', 'run_result', 'run_name',
-    'run_sweep', 'shard',
-    'slug', 'state_costs', 'step_times', 't95', 'value', 'write_outputs', 'write_result',
+    'ci95', 'collect', 'execute', 'expand', 'format_delta', 'is_finished', 'jsonable',
+    'load_sweep_file', 'main', 'markdown_table', 'paired_deltas', 'product', 'read_history',
+    'read_result', 'run_result', 'run_name', 'run_sweep', 'shard', 'slug', 'state_costs', 'step_times', 't95', 'value', 'write_outputs', 'write_result',
 ]

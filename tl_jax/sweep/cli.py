@@ -57,12 +57,12 @@ def main(argv: Sequence[str] | None = None, prog: str = 'python -m tl_jax.sweep'
         print(f'WARNING: trained with another config than the sweep gives now: {line}',
               file=sys.stderr)
       results = results_lib.collect(runs, args.sweepdir)
-      print(tables.write_outputs(results, args.sweepdir))
+      print(tables.write_outputs(results, args.sweepdir, baseline=spec.baseline()))
       return 0
-    results = runner.run_sweep(spec, args.sweepdir, only=args.only, runner=args.runner,
-                               prune_checkpoints=args.prune_checkpoints, verbose=args.verbose)
+    runner.run_sweep(spec, args.sweepdir, only=args.only, runner=args.runner,
+                     prune_checkpoints=args.prune_checkpoints, verbose=args.verbose)
     print(f'\n{pathlib.Path(args.sweepdir) / "table.md"}:\n')
-    print(tables.markdown_table(tables.aggregate(results)))
+    print((pathlib.Path(args.sweepdir) / 'table.md').read_text())
     return 0
   except (ValueError, FileNotFoundError) as e:
     print(f'tl_jax.sweep: error: {e}', file=sys.stderr)

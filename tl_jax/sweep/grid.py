@@ -133,6 +133,13 @@ def shard(runs: Sequence[Run], only: str | None) -> list[Run]:
   return [r for r in runs if r.index % n == k]
 
 
+def sweep_baseline(path_with_arg: str) -> str | None:
+  """The sweep file's BASELINE: the group every other row is compared with, seed by seed (e.g.
+  'source_only'), or None."""
+  path = path_with_arg.partition(':')[0]
+  return getattr(config_lib.load_module(path, '_tl_jax_sweep_config'), 'BASELINE', None)
+
+
 def load_sweep_file(path_with_arg: str) -> tuple[mlc.ConfigDict, list[Overrides]]:
   """(base config, override dicts) from a sweep file with get_config() and get_sweep()."""
   path, _, arg = path_with_arg.partition(':')

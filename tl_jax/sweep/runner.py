@@ -38,6 +38,9 @@ class SweepSpec:
     base, sweep = grid.load_sweep_file(self.config)
     return grid.expand(grid.apply_overrides(base, self.overrides), sweep)
 
+  def baseline(self) -> str | None:
+    return grid.sweep_baseline(self.config)
+
 
 def _child_command(spec: SweepSpec, sweepdir: pathlib.Path, run: grid.Run) -> list[str]:
   return [sys.executable, '-m', 'tl_jax.sweep', f'--config={spec.config}',
@@ -146,7 +149,7 @@ def run_sweep(spec: SweepSpec, sweepdir: str | os.PathLike, *, only: str | None 
     printer(f'    done {run.name}: ' + '  '.join(f'{k} {v:.4f}' for k, v in sorted(accs.items()))
             + f'  ({result["wall_s"]:.0f} s{timing})')
   results = results_lib.collect(runs, sweepdir)
-  tables.write_outputs(results, sweepdir)
+  tables.write_outputs(results, sweepdir, baseline=spec.baseline())
   if failed:
     raise grid.SweepError(f'{len(failed)} run(s) failed: {", ".join(failed)}; see '
                           f'{sweepdir / "logs"}; rerun the same command to retry them')

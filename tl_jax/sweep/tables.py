@@ -1,5 +1,6 @@
 """A sweep's results as files: runs.json and runs.csv (every run), table.md (mean ± std over
-seeds per group, with a Student-t 95% confidence interval of the mean for eval metrics)."""
+seeds per group, with a Student-t 95% confidence interval of the mean for eval metrics, and with
+a baseline group, each row's paired difference from it)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,41 @@ def aggregate(results: Sequence[Mapping[str, Any]],
   return rows
 
 
+def paired_deltas(results: Sequence[Mapping[str, Any]], column: str,
+                  baseline: str) -> dict[str, tuple[float, float, int]]:
+  """Per group: (mean, sample std, n) of its run minus the `baseline` group's run of the same
+  seed, over the seeds both finished. Seeds share the data order, draws and head init across
+  rows, so the paired difference's CI is the fair test of "this row beats the baseline"."""
+  base = {r.get('seed'): v for r in results if r['group'] == baseline and not r.get('pending')
+          and (v := value(r, column)) is not None}
+  diffs: dict[str, list[float]] = {}
+  for r in results:
+    if r['group'] != baseline and not r.get('pending') and r.get('seed') in base:
+      if (v := value(r, column)) is not None:
+        diffs.setdefault(r['group'], []).append(v - base[r['seed']])
+  return {group: (statistics.fmean(d), statistics.stdev(d) if len(d) > 1 else 0.0, len(d))
+          for group, d in diffs.items()}
+
+
+def format_delta(column: str, stats: tuple[float, float, int] | None) -> str:
+  """'+5.9 (95% CI ± 7.1): better' when the interval excludes 0, '... : no difference' when it
+  holds 0; one seed has no interval and says so."""
+  if stats is None:
+    return '—'
+  mean, std, n = stats
+  scale = 100.0 if column.endswith('accuracy') else 1.0
+  text = f'{mean * scale:+.1f}' if column.endswith('accuracy') else f'{mean:+.3g}'
+  if n < 2:
+    return text + ' (1 seed: no CI)'
+  half = ci95(std, n)
+  text += f' (95% CI ± {half * scale:.1f})' if column.endswith('accuracy') else f' (± {half:.3g})'
+  if abs(mean) <= half:
+    return text + ': no difference'
+  if column.endswith('accuracy'):
+    return text + (': better' if mean > 0 else ': worse')
+  return text + (': higher' if mean > 0 else ': lower')
+
+
 def _is_metric(column: str) -> bool:
   """Eval metrics ('target/test/accuracy') are the outcomes a reader compares across rows, so
   they get a confidence interval; costs (time, memory) are shown as mean ± std only."""
@@ -102,23 +138,30 @@ def _format(column: str, stats: tuple[float, float, int] | None, runs: int | Non
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = DEFAULT_COLUMNS,
-                   *, group_title: str = 'run') -> str:
+                   *, group_title: str = 'run', baseline: str | None = None,
+                   deltas: Mapping[str, tuple[float, float, int]] | None = None) -> str:
   """mean ± std over seeds per group, and for eval metrics the 95% CI of the mean (Student t);
-  accuracy in %, step in ms, bytes in MiB, params in M."""
+  accuracy in %, step in ms, bytes in MiB, params in M. With `baseline` and its `deltas`
+  (paired_deltas of the first column), a 'Δ vs baseline' column follows the first."""
   titles = [COLUMN_TITLES.get(c, c) for c in columns]
+  if baseline:
+    titles.insert(1, f'Δ vs {baseline}')
   lines = [f'| {group_title} | seeds | ' + ' | '.join(titles) + ' |',
-           '|---|---:|' + '---:|' * len(columns)]
+           '|---|---:|' + '---:|' * len(titles)]
   for row in rows:
     seeds = f'{row["runs"]}' + (f' (+{row["pending"]} pending)' if row['pending'] else '')
     cells = [_format(c, row.get(c), row['runs']) for c in columns]
+    if baseline:
+      cells.insert(1, format_delta(columns[0], (deltas or {}).get(row['group'])))
     lines.append(f'| {row["group"]} | {seeds} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
 
 def write_outputs(results: Sequence[Mapping[str, Any]], outdir: str | os.PathLike,
                   columns: Sequence[str] = DEFAULT_COLUMNS, *, group_title: str = 'run',
-                  prefix: str = '') -> str:
-  """OUTDIR/{prefix}runs.json (everything), runs.csv (one row per run), table.md (aggregated);
+                  prefix: str = '', baseline: str | None = None) -> str:
+  """OUTDIR/{prefix}runs.json (everything), runs.csv (one row per run), table.md (aggregated,
+  with each row's paired difference from the `baseline` group in the first column, if given);
   returns the markdown table."""
   outdir = pathlib.Path(outdir)
   outdir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +178,8 @@ def write_outputs(results: Sequence[Mapping[str, Any]], outdir: str | os.PathLik
       writer.writerow([r.get(k, '') for k in scalar_keys] +
                       [r.get('final', {}).get(k, '') for k in metric_keys] +
                       [json.dumps(r.get('overrides', {}))])
-  table = markdown_table(aggregate(results, columns), columns, group_title=group_title)
+  deltas = paired_deltas(results, columns[0], baseline) if baseline else None
+  table = markdown_table(aggregate(results, columns), columns, group_title=group_title,
+                         baseline=baseline, deltas=deltas)
   (outdir / f'{prefix}table.md').write_text(table + '\n')
   return table
