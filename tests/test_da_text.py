@@ -137,7 +137,11 @@ def test_da_sweeps_list_every_method_and_the_ceiling():
 def test_the_weight_grid_varies_only_the_weight_on_seeds_the_table_does_not_report():
   from tl_jax import sweep  # pylint: disable=g-import-not-at-top
   from tl_jax.configs.sweeps import da_text, da_text_grid  # pylint: disable=g-import-not-at-top
-  runs = sweep.SweepSpec(str(REPO / 'configs' / 'sweeps' / 'da_text_grid.py')).runs()
+  spec = sweep.SweepSpec(str(REPO / 'configs' / 'sweeps' / 'da_text_grid.py'))
+  runs = spec.runs()
+  # Its table.md leads with what the weight is chosen on: source validation, never target test.
+  assert spec.table_settings() == {'baseline': None, 'columns': (
+      'source/validation/accuracy', 'target/test/accuracy')}
   assert len(runs) == 2 * sum(len(g) for g in da_text_grid.GRIDS.values())
   table_seeds = {r.config.seed for r in sweep.SweepSpec(
       str(REPO / 'configs' / 'sweeps' / 'da_text.py')).runs()}

@@ -180,6 +180,9 @@ def get_config(arg=None):
   config.train.export_hf = False
   return config
 
+BASELINE = 'head'  # table.md: every row against it, seed by seed
+COLUMNS = ('target/validation/accuracy', 'wall_s')
+
 def get_sweep(arg=None):
   return sweep.product([{{'name': 'head', 'transfer.freeze_preset': 'head_only'}},
                         {{'name': 'all', 'transfer.freeze_preset': 'all'}}],
@@ -225,7 +228,7 @@ def test_sweep_resumes_interrupted_run_and_skips_finished(sweep_file, tmp_path):
   assert [r['name'] for r in saved] == [head.name, full.name]
   assert (sweepdir / 'runs.csv').read_text().count('\n') == 3
   table = (sweepdir / 'table.md').read_text()
-  assert '| head | 1 |' in table and '| all | 0 (+1 pending) |' in table
+  assert '| head | 1 |' in table and '| all | 0 (+1 pending) | — | — | — |' in table
 
   # Rerun: finished, so nothing trains again (the marker is untouched).
   marker = sweepdir / head.name / sweep.RESULT_FILE
@@ -257,7 +260,8 @@ def test_cli_subprocess_runner_and_report(sweep_file, tmp_path):
   assert result['trainable_params'] == result['total_params']
   assert not (sweepdir / 'all,seed=0' / 'checkpoints').exists()
   assert not (sweepdir / 'head,seed=0').exists()  # host 0's run
-  assert '| head | 0 (+1 pending) |' in done.stdout
+  assert '| head | 0 (+1 pending) | — | — | — |' in done.stdout
+  assert '| run | seeds | target val acc % | Δ vs head | wall s |' in done.stdout  # COLUMNS
   assert (sweepdir / 'logs' / 'all,seed=0.log').read_text().count('step 2/2') == 1
   bad = subprocess.run(command[:4] + [f'--sweepdir={sweepdir}', '--config.train.nm_steps=2'],
                        cwd=REPO, env=cli_env(1), capture_output=True, text=True, timeout=120)

@@ -137,7 +137,7 @@ class SweepFlags:
 
   def baseline(self, sweep_file: str = '') -> str | None:
     """The sweep file's BASELINE group (tables compare every row with it), or None."""
-    return sweep.SweepSpec(sweep_file or self.sweep.value).baseline()
+    return sweep.SweepSpec(sweep_file or self.sweep.value).table_settings()['baseline']
 
 
 def define_sweep(default: str) -> SweepFlags:
@@ -170,7 +170,7 @@ def run_sweep(sweep_file: str, sweepdir: str | os.PathLike, *, groups: Sequence[
     spec = _GroupSubset(spec.config, spec.overrides, tuple(groups))
   if report_only:
     results = sweep.collect(spec.runs(), sweepdir)
-    sweep.write_outputs(results, sweepdir, baseline=spec.baseline())
+    sweep.write_outputs(results, sweepdir, **spec.table_settings())
     return results
   return sweep.run_sweep(spec, sweepdir, only=only or None, runner=runner,
                          prune_checkpoints=prune_checkpoints)

@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None, prog: str = 'python -m tl_jax.sweep'
         print(f'WARNING: trained with another config than the sweep gives now: {line}',
               file=sys.stderr)
       results = results_lib.collect(runs, args.sweepdir)
-      print(tables.write_outputs(results, args.sweepdir, baseline=spec.baseline()))
+      print(tables.write_outputs(results, args.sweepdir, **spec.table_settings()))
       return 0
     runner.run_sweep(spec, args.sweepdir, only=args.only, runner=args.runner,
                      prune_checkpoints=args.prune_checkpoints, verbose=args.verbose)

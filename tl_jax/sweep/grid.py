@@ -133,11 +133,15 @@ def shard(runs: Sequence[Run], only: str | None) -> list[Run]:
   return [r for r in runs if r.index % n == k]
 
 
-def sweep_baseline(path_with_arg: str) -> str | None:
-  """The sweep file's BASELINE: the group every other row is compared with, seed by seed (e.g.
-  'source_only'), or None."""
-  path = path_with_arg.partition(':')[0]
-  return getattr(config_lib.load_module(path, '_tl_jax_sweep_config'), 'BASELINE', None)
+def table_settings(path_with_arg: str) -> dict[str, Any]:
+  """How the sweep's table.md is laid out, from optional names in the sweep file: COLUMNS (the
+  metrics and costs shown; the first is the one rows are compared on) and BASELINE (the group
+  every other row is compared with, seed by seed, e.g. 'source_only')."""
+  module = config_lib.load_module(path_with_arg.partition(':')[0], '_tl_jax_sweep_config')
+  settings = {'baseline': getattr(module, 'BASELINE', None)}
+  if hasattr(module, 'COLUMNS'):
+    settings['columns'] = tuple(module.COLUMNS)
+  return settings
 
 
 def load_sweep_file(path_with_arg: str) -> tuple[mlc.ConfigDict, list[Overrides]]:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from tl_jax.sweep import grid
 from tl_jax.sweep import measure
@@ -38,8 +39,8 @@ class SweepSpec:
     base, sweep = grid.load_sweep_file(self.config)
     return grid.expand(grid.apply_overrides(base, self.overrides), sweep)
 
-  def baseline(self) -> str | None:
-    return grid.sweep_baseline(self.config)
+  def table_settings(self) -> dict[str, Any]:
+    return grid.table_settings(self.config)
 
 
 def _child_command(spec: SweepSpec, sweepdir: pathlib.Path, run: grid.Run) -> list[str]:
@@ -149,7 +150,7 @@ def run_sweep(spec: SweepSpec, sweepdir: str | os.PathLike, *, only: str | None 
     printer(f'    done {run.name}: ' + '  '.join(f'{k} {v:.4f}' for k, v in sorted(accs.items()))
             + f'  ({result["wall_s"]:.0f} s{timing})')
   results = results_lib.collect(runs, sweepdir)
-  tables.write_outputs(results, sweepdir, baseline=spec.baseline())
+  tables.write_outputs(results, sweepdir, **spec.table_settings())
   if failed:
     raise grid.SweepError(f'{len(failed)} run(s) failed: {", ".join(failed)}; see '
                           f'{sweepdir / "logs"}; rerun the same command to retry them')

@@ -19,7 +19,9 @@ DEFAULT_COLUMNS = ('target/test/accuracy', 'wall_s', 'median_step_s', 'examples_
                    'peak_rss_mb', 'trainable_params', 'opt_state_bytes')
 
 COLUMN_TITLES = {'target/test/accuracy': 'target test acc %',
-                 'source/test/accuracy': 'source test acc %', 'wall_s': 'wall s',
+                 'source/test/accuracy': 'source test acc %',
+                 'target/validation/accuracy': 'target val acc %',
+                 'source/validation/accuracy': 'source val acc %', 'wall_s': 'wall s',
                  'median_step_s': 'median step ms', 'examples_per_sec': 'examples/s',
                  'peak_rss_mb': 'peak RSS MB', 'trainable_params': 'trainable params M',
                  'opt_state_bytes': 'opt state MiB', 'total_params': 'params M'}
