@@ -8,14 +8,12 @@ weight near 1 does nothing; this config uses normalize='source', ||C_S - C_T||_F
 (scale-free: 1 = the target covariance differs from the source one by as much as the source
 covariance itself), so the weight reads the same on any backbone width or feature scale.
 
-Weight chosen on SOURCE validation accuracy (seed 0, no target label), a grid walked down from
-1 (source only: 0.752):
-  weight 1     source val 0.238 (seeds 0 and 1; chance 0.2): the term swamps the cross-entropy
-  weight 0.1   source val 0.381
-  weight 0.01  source val 0.571: the best of the three, still below source only; the grid stopped
-               here for lack of compute (0.001 is the next point to try)
-With 16 rows per domain the 384 x 384 covariances have rank <= 15: the logged scale-free loss
-stays at 2-5 for the whole run, and at weight >= 0.1 it outweighs the cross-entropy.
+Weight chosen on SOURCE validation accuracy (configs/sweeps/da_text_grid.py, seeds 100 and
+101, not the table's; no target label read), mean % of the two seeds (source only 74.8):
+  0.0001 74.8, 0.001 75.2, 0.01 48.6
+  -> 0.001. At weight >= 0.01 the term swamps the cross-entropy: with 16 rows per
+  domain the 384 x 384 covariances have rank <= 15 and the logged scale-free loss stays
+  at 2-5 for the whole run.
 
 Run:   tl-jax train --config=configs/coral_text.py --workdir=runs/coral_text
        tl-jax sweep --config=configs/sweeps/da_text.py --sweepdir=runs/da_text   (the table)
@@ -26,7 +24,7 @@ from tl_jax.config import base_config
 from tl_jax.configs import common
 from tl_jax.methods import coral
 
-WEIGHT = 0.01  # see the docstring: how it was chosen
+WEIGHT = 0.001  # see the docstring: how it was chosen
 
 
 def get_config(arg=None):

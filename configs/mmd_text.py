@@ -3,9 +3,13 @@ pooled features (tl_jax/methods/mmd.py; bandwidths from the batch's mean distanc
 scale-free), pretrained MiniLM, OCR-read later body of BBC articles (labelled source) -> clean
 headline + lead of other articles (unlabelled target) (configs/common.py:text_uda).
 
-Defaults: weight 1, 5 Gaussian kernels, multiplier 2, the unbiased estimator
-(mmd.default_config, DAN's settings). NOT tuned on this shift (no grid fitted the 2 shared
-cores, see dann_text.py); no target label was used to pick them.
+Defaults: 5 Gaussian kernels, multiplier 2, the unbiased estimator (mmd.default_config,
+DAN's settings).
+Weight chosen on SOURCE validation accuracy (configs/sweeps/da_text_grid.py, seeds 100 and
+101, not the table's; no target label read), mean % of the two seeds (source only 74.8):
+  0.03 75.7, 0.1 75.2, 0.3 73.3, 1 66.7, 3 59.0
+  -> 0.03 (the grid's lower edge, as after its first pass, 0.1-3: source accuracy only
+  falls as the weight grows).
 
 Run:   tl-jax train --config=configs/mmd_text.py --workdir=runs/mmd_text
        tl-jax sweep --config=configs/sweeps/da_text.py --sweepdir=runs/da_text   (the table)
@@ -16,7 +20,7 @@ from tl_jax.config import base_config
 from tl_jax.configs import common
 from tl_jax.methods import mmd
 
-WEIGHT = 1.0  # see the docstring: how it was chosen
+WEIGHT = 0.03  # see the docstring: how it was chosen
 
 
 def get_config(arg=None):

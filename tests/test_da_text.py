@@ -140,9 +140,11 @@ def test_the_weight_grid_varies_only_the_weight_on_seeds_the_table_does_not_repo
   spec = sweep.SweepSpec(str(REPO / 'configs' / 'sweeps' / 'da_text_grid.py'))
   runs = spec.runs()
   # Its table.md leads with what the weight is chosen on: source validation, never target test.
-  assert spec.table_settings() == {'baseline': None, 'columns': (
+  assert spec.table_settings() == {'baseline': 'source_only', 'columns': (
       'source/validation/accuracy', 'target/test/accuracy')}
-  assert len(runs) == 2 * sum(len(g) for g in da_text_grid.GRIDS.values())
+  assert len(runs) == 2 * (1 + sum(len(g) for g in da_text_grid.GRIDS.values()))
+  assert [r.name for r in runs[:2]] == ['source_only,seed=100', 'source_only,seed=101']
+  runs = runs[2:]
   table_seeds = {r.config.seed for r in sweep.SweepSpec(
       str(REPO / 'configs' / 'sweeps' / 'da_text.py')).runs()}
   assert table_seeds.isdisjoint({r.config.seed for r in runs})

@@ -133,6 +133,9 @@ def test_paired_deltas_against_a_baseline_by_seed():
   assert sweep.format_delta('target/test/accuracy', deltas['noise']).endswith(': no difference')
   assert sweep.format_delta('target/test/accuracy', deltas['one']) == '-20.0 (1 seed: no CI)'
   assert sweep.format_delta('target/test/loss', (-0.5, 0.01, 3)).endswith(': lower')
+  # Two seeds that each gained one article have std 0: a degenerate interval, not "better".
+  assert sweep.format_delta('target/test/accuracy', (0.01, 0.0, 2)) == (
+      '+1.0 (the same in all 2 seeds: no CI)')
   table = sweep.markdown_table(sweep.aggregate(results, ['target/test/accuracy']),
                                ['target/test/accuracy'], baseline='base', deltas=deltas)
   lines = table.splitlines()

@@ -91,7 +91,7 @@ def paired_deltas(results: Sequence[Mapping[str, Any]], column: str,
 
 def format_delta(column: str, stats: tuple[float, float, int] | None) -> str:
   """'+5.9 (95% CI ± 7.1): better' when the interval excludes 0, '... : no difference' when it
-  holds 0; one seed has no interval and says so."""
+  holds 0; one seed, or the same difference in every seed, has no interval and says so."""
   if stats is None:
     return '—'
   mean, std, n = stats
@@ -99,6 +99,8 @@ def format_delta(column: str, stats: tuple[float, float, int] | None) -> str:
   text = f'{mean * scale:+.1f}' if column.endswith('accuracy') else f'{mean:+.3g}'
   if n < 2:
     return text + ' (1 seed: no CI)'
+  if std == 0:  # the same difference in every seed (accuracies are discrete): no spread to test
+    return text + f' (the same in all {n} seeds: no CI)'
   half = ci95(std, n)
   text += f' (95% CI ± {half * scale:.1f})' if column.endswith('accuracy') else f' (± {half:.3g})'
   if abs(mean) <= half:
