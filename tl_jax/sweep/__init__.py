@@ -52,5 +52,6 @@ __all__ = [
     'SEED_KEY', 'SweepError', 'SweepSpec', 'T95', 'aggregate', 'apply_overrides', 'axis', 'chain',
     'ci95', 'collect', 'execute', 'expand', 'format_delta', 'is_finished', 'jsonable',
     'load_sweep_file', 'main', 'markdown_table', 'paired_deltas', 'product', 'read_history',
-    'read_result', 'run_result', 'run_name', 'run_sweep', 'shard', 'slug', 'state_costs', 'step_times', 't95', 'value', 'write_outputs', 'write_result',
+    'read_result', 'run_result', 'run_name', 'run_sweep', 'shard', 'slug', 'state_costs',
+    'step_times', 't95', 'value', 'write_outputs', 'write_result',
 ]
