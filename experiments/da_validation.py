@@ -85,6 +85,11 @@ def find_runs(runs_dir: str | os.PathLike) -> list[pathlib.Path]:
     if finished_step(path) is None:
       print(f'skipping {path}: not finished (no final eval in metrics.jsonl)', flush=True)
       continue
+    config = json.loads((path / 'config.json').read_text())
+    if not config['data'].get('source', {}).get('name') or config['data']['target']['labeled']:
+      print(f'skipping {path}: not an unsupervised DA run (no source, or target labels '
+            'trained on: a ceiling, not a candidate)', flush=True)
+      continue
     runs.append(path)
   if not runs:
     raise RunsMissingError(f'{runs_dir} holds no finished run (<method>,seed=<seed>/ with '

@@ -5,6 +5,7 @@ with scores that do not move when every target label is shuffled (only the oracl
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -92,6 +93,13 @@ def runs_dir(vit_dir, data_dir, tmp_path_factory):
     config.train.export_hf = False
     config.optimizer.learning_rate = 1e-2  # two steps that move the weights off the init
     loop.train(config, str(runs / f'{method}_s{seed}'))
+  # A finished target-supervised ceiling (no source, target labels trained on): not a candidate.
+  ceiling = runs / 'target_supervised_s0'
+  shutil.copytree(runs / 'source_only_s0', ceiling)
+  config = json.loads((ceiling / 'config.json').read_text())
+  config['data']['source']['name'] = ''
+  config['data']['target']['labeled'] = True
+  (ceiling / 'config.json').write_text(json.dumps(config))
   # A run still training (no final eval yet) and an old copy: neither is scored.
   for name in ('dann_s0', 'coral_s1.old-20260101-000000'):
     (runs / name / 'checkpoints').mkdir(parents=True)
