@@ -22,6 +22,8 @@ from tl_jax.configs import common
 from tl_jax.configs.sweeps import da_text
 
 BASELINE = 'source_only'  # table.md compares every row with it, seed by seed
+# table.md: target test (labels score only), source validation (what a user may select on)
+COLUMNS = ('target/test/accuracy', 'source/validation/accuracy', 'wall_s', 'peak_rss_mb')
 
 
 def _parse(arg: str) -> tuple[str, dict[str, int]]:

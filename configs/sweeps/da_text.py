@@ -27,6 +27,8 @@ from tl_jax.configs import mdd_text
 from tl_jax.configs import mmd_text
 
 BASELINE = 'source_only'  # table.md compares every row with it, seed by seed
+# table.md: target test (labels score only), source validation (what a user may select on)
+COLUMNS = ('target/test/accuracy', 'source/validation/accuracy', 'wall_s', 'peak_rss_mb')
 
 # row name -> (config module, arg, the transfer section it sets); one row per DA method, in the
 # order they run (the rows after the baselines are what 2 shared cores finish first).
