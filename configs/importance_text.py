@@ -8,8 +8,9 @@ OCR-read later body of BBC articles (labelled source) -> clean headline + lead o
 
 Defaults (importance.default_config): weight 1, weights clipped at 10, median-heuristic
 bandwidth, KMM / KLIEP solved to a certified gap each step (residual logged as
-importance/kmm_residual, importance/kliep_gap). NOT tuned on this shift (no grid fitted the 2
-shared cores, see dann_text.py); no target label was used to pick them.
+importance/kmm_residual, importance/kliep_gap). Not tuned on this shift: the weighted
+cross-entropy is the whole objective, so there is no trade-off weight for the source-validation
+grid (configs/sweeps/da_text_grid.py) to choose; no target label was used either.
 
 Run:   tl-jax train --config=configs/importance_text.py[:kmm|:kliep] --workdir=runs/importance_text
        tl-jax sweep --config=configs/sweeps/da_text.py --sweepdir=runs/da_text   (the table)
