@@ -98,8 +98,8 @@ def find_runs(runs_dir: str | os.PathLike) -> list[pathlib.Path]:
 
 
 def restore_run(workdir: pathlib.Path):
-  """(config, module, model params, step) of the run's latest checkpoint, restored as
-  `tl-jax eval` restores it (tl_jax/train/loop.py restore_run)."""
+  """(config, pieces (module, tokenizer, ...), model params, step) of the run's latest
+  checkpoint, restored as `tl-jax eval` restores it (tl_jax/train/loop.py restore_run)."""
   from tl_jax.train import loop  # pylint: disable=g-import-not-at-top
   from tl_jax.methods import objectives  # pylint: disable=g-import-not-at-top
   try:
@@ -108,7 +108,7 @@ def restore_run(workdir: pathlib.Path):
     raise RunsMissingError(f'{e}: rerun it (python experiments/da_table.py) or remove '
                            'it') from None
   # The model's own params: method-owned ones (discriminators, ...) are not part of it.
-  return config, pieces.module, objectives.module_params(restored.state.params), restored.step
+  return config, pieces, objectives.module_params(restored.state.params), restored.step
 
 
 def logged_target_accuracy(workdir: pathlib.Path, test_split: str) -> float | None:
@@ -172,7 +172,7 @@ class RunOutputs:
   target_probs: np.ndarray
 
 
-def run_outputs(config, module, params, cfg) -> tuple[RunOutputs, float]:
+def run_outputs(config, pieces, params, cfg) -> tuple[RunOutputs, float]:
   """(the run's outputs for scoring, its oracle target test accuracy)."""
   from tl_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from tl_jax.train import loop  # pylint: disable=g-import-not-at-top
@@ -180,10 +180,11 @@ def run_outputs(config, module, params, cfg) -> tuple[RunOutputs, float]:
   with data_cfg.unlocked():
     data_cfg.source.eval_splits = (cfg.source_train_split, cfg.source_val_split)
     data_cfg.target.eval_splits = (cfg.target_split, cfg.test_split)
-  image_size = loop._image_size(config, module)  # pylint: disable=protected-access
-  evals = data_lib.build_eval_batches(data_cfg, image_size=image_size, process_index=0,
-                                      process_count=1, num_devices=1)
-  fn = _forward_fn(module, str(config.data.target.head))
+  image_size = loop._image_size(config, pieces.module)  # pylint: disable=protected-access
+  evals = data_lib.build_eval_batches(data_cfg, tokenizer=pieces.tokenizer,
+                                      image_size=image_size, process_index=0, process_count=1,
+                                      num_devices=1)
+  fn = _forward_fn(pieces.module, str(config.data.target.head))
   source_train, _, _ = forward_split(fn, params, evals[f'source/{cfg.source_train_split}'])
   source_val, source_val_probs, source_val_labels = forward_split(
       fn, params, evals[f'source/{cfg.source_val_split}'])
@@ -224,8 +225,8 @@ def evaluate_runs(cfg) -> dict:
   runs = {}
   for workdir in find_runs(cfg.runs_dir):
     start = time.perf_counter()
-    config, module, params, step = restore_run(workdir)
-    outputs, oracle = run_outputs(config, module, params, cfg)
+    config, pieces, params, step = restore_run(workdir)
+    outputs, oracle = run_outputs(config, pieces, params, cfg)
     row = score_run(outputs, cfg)
     row.update({ORACLE: oracle, 'logged_target_test_accuracy':
                 logged_target_accuracy(workdir, cfg.test_split), 'step': step,
