@@ -65,7 +65,8 @@ def plot(results: dict, path: pathlib.Path, columns: tuple[str, str]) -> None:
     ax.set_ylabel('accuracy')
     ax.set_ylim(0, 1)
     ax.legend(loc='upper left', bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(f'{pathlib.Path(_SWEEP.sweep.value).name}: mean ± std over seeds', fontsize=9)
+    ax.set_title(f'{pathlib.Path(_SWEEP.sweep.value.partition(":")[0]).name}: mean ± std over '
+                 'seeds', fontsize=9)
 
 
 def main(argv) -> None:
