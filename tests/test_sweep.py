@@ -227,6 +227,11 @@ def test_sweep_resumes_interrupted_run_and_skips_finished(sweep_file, tmp_path):
   assert costs['trainable_params'] == costs['total_params'] == done['total_params']
   assert done['trainable_params'] == 32 * 3 + 3  # tiny BERT width 32 -> 3 classes
   assert done['opt_state_bytes'] < costs['opt_state_bytes'] / 100
+  # A method that reads the pretrained weights is costed as the loop builds it (L2-SP's runs
+  # once trained and then failed here, in the costing).
+  l2sp = sweep.state_costs(sweep.apply_overrides(
+      full.config, {'transfer.objectives': ('cross_entropy', 'l2sp')}))
+  assert l2sp['trainable_params'] == costs['trainable_params']
   saved = json.loads((sweepdir / 'runs.json').read_text())
   assert [r['name'] for r in saved] == [head.name, full.name]
   assert (sweepdir / 'runs.csv').read_text().count('\n') == 3

@@ -39,7 +39,8 @@ def state_costs(config: mlc.ConfigDict) -> dict[str, int]:
   from tl_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
   from tl_jax.train import freezing  # pylint: disable=g-import-not-at-top
   pieces = pieces_lib.build(config)
-  core = step_lib.TrainCore(config, pieces.module, pieces.params)
+  core = step_lib.TrainCore(config, pieces.module, pieces.params,
+                           pretrained_params=pieces.params)  # as the loop builds it (L2-SP, ...)
   params = core.with_objective_params(pieces.params)  # discriminators and heads count too
   sizes = {n: int(math.prod(x.shape)) for n, x in freezing.flatten(params).items()}
   trainable, opt_bytes = 0, 0
