@@ -6,10 +6,11 @@ student's attention distributions in every layer (MiniLM-style); 'both' (hidden 
 Run:   tl-jax train --config=configs/distill_bbc.py --workdir=runs/distill_bbc
        tl-jax train --config=configs/distill_bbc.py:rkd --workdir=runs/rkd_bbc
        tl-jax train --config=configs/distill_bbc.py:attention --workdir=runs/attention_bbc
-Measured by python experiments/finetune_table.py with the old recipe (3 seeds, a fixed 30
-steps, no validation stop; not yet rerun with the shared stop of configs/common.py):
-  target test accuracy 0.9291 ± 0.0340 with 'hidden', 0.9246 ± 0.0249 with 'attention' (full
-  fine-tune 0.9125 ± 0.0453); 'rkd' not measured.
+Measured by python experiments/finetune_table.py (seeds 0-2, the shared validation stop, the
+214-article test split; README):
+  target test accuracy 0.919 ± 0.024 with 'hidden' (paired difference from full fine-tuning
+  +0.5, 95 % CI ± 4.2 points: no difference), 0.931 ± 0.015 with 'attention' (+1.7 ± 0.7:
+  better, in every seed); full fine-tune 0.914 ± 0.013. 'rkd' not measured.
 """
 
 from tl_jax.config import base_config

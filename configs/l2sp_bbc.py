@@ -3,9 +3,10 @@
 the only pull is toward the starting point.
 
 Run:   tl-jax train --config=configs/l2sp_bbc.py --workdir=runs/l2sp_bbc
-Measured by python experiments/finetune_table.py with the old recipe (3 seeds, a fixed 30
-steps, no validation stop; not yet rerun with the shared stop of configs/common.py):
-  target test accuracy 0.9170 ± 0.0408 (full fine-tune 0.9125 ± 0.0453).
+Measured by python experiments/finetune_table.py (seeds 0-2, the shared validation stop, the
+214-article test split; README):
+  target test accuracy 0.914 ± 0.010, the same as full fine-tuning (0.914 ± 0.013): paired
+  difference +0.0 (95 % CI ± 1.2 points).
 """
 
 from tl_jax.config import base_config

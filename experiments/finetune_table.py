@@ -2,16 +2,17 @@
 
 Runs configs/sweeps/finetune_bbc.py (methods: random-init fine-tune (no transfer), head only,
 full fine-tune, L2-SP, BSS, hidden-state and attention distillation from the frozen pretrained
-model, LoRA; each 30 steps at batch 16 × 64 tokens, then the 221-article test split) through the
-sweep runner. A seed sets the head init, the data order and WHICH 8 articles per class are
-labelled (paired across methods). Writes OUT/table.md, OUT/results.json and
-OUT/finetune_table.png and prints the table; finished runs are skipped, so an interrupted table
-continues where it stopped.
+model, LoRA; batch 16 × 64 tokens, each trained until target validation accuracy stops improving
+(configs/common.py:few_shot_bbc) and scored at its best validation step on the 214-article test
+split) through the sweep runner. A seed sets the head init, the data order and WHICH 8 articles
+per class are labelled (paired across methods); each row is compared with full fine-tuning seed
+by seed. Writes OUT/table.md, OUT/results.json and OUT/finetune_table.png and prints the table;
+finished runs are skipped, so an interrupted table continues where it stopped.
 
 Run:   python experiments/finetune_table.py [--out=runs/finetune_table] [--methods=head_only,lora]
        python experiments/finetune_table.py --sweep=configs/sweeps/finetune_bbc.py:steps=2,seeds=1
            --methods=head_only                                      (smoke run)
-Measured: see the README (2 CPU cores shared with other jobs, 47 min; quiet ~15 min).
+Measured: see the README.
 """
 
 from __future__ import annotations
