@@ -1,7 +1,7 @@
 """CDAN+E: a domain discriminator on features x softmax predictions behind gradient reversal,
 entropy-conditioned (tl_jax/methods/cdan.py).
 
-Run:   python experiments/da_table.py --methods=cdan   (writes the ViT dir, 3 seeds)
+Run:   python experiments/da_table.py --methods=cdan_e   (3 seeds)
        tl-jax train --config=configs/cdan_digits.py --workdir=runs/cdan_digits
 Expected: see the DA table (experiments/da_table.py docstring) for the measured numbers.
 """

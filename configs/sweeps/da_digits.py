@@ -26,7 +26,7 @@ METHODS = {
     'dann': 'dann_digits.py',
     'mmd': 'mmd_digits.py',
     'coral': 'coral_digits.py',
-    'cdan': 'cdan_digits.py',
+    'cdan_e': 'cdan_digits.py',  # entropy conditioning on: CDAN+E
     'mdd': 'mdd_digits.py',
     'importance': 'importance_digits.py',
     'importance_kmm': 'importance_digits.py:kmm',
