@@ -253,6 +253,12 @@ def test_sweep_resumes_interrupted_run_and_skips_finished(sweep_file, tmp_path):
       r'optimizer.learning_rate: 0.001 -> 0.5\nMove those run directories away')):
     sweep.run_sweep(edited, sweepdir, only='0/2', runner='inprocess', printer=lines.append)
   assert marker.stat().st_mtime_ns == before
+  # --report_only trains nothing; it tabulates the run as trained and names the change.
+  lines.clear()
+  reported = sweep.report_only(edited, sweepdir, printer=lines.append)
+  assert lines == [f'WARNING: trained with another config than the sweep gives now: {head.name}: '
+                   'optimizer.learning_rate: 0.001 -> 0.5']
+  assert reported[0]['name'] == head.name and marker.stat().st_mtime_ns == before
 
 
 def test_cli_subprocess_runner_and_report(sweep_file, tmp_path):

@@ -169,9 +169,7 @@ def run_sweep(sweep_file: str, sweepdir: str | os.PathLike, *, groups: Sequence[
   if groups:
     spec = _GroupSubset(spec.config, spec.overrides, tuple(groups))
   if report_only:
-    results = sweep.collect(spec.runs(), sweepdir)
-    sweep.write_outputs(results, sweepdir, **spec.table_settings())
-    return results
+    return sweep.report_only(spec, sweepdir)
   return sweep.run_sweep(spec, sweepdir, only=only or None, runner=runner,
                          prune_checkpoints=prune_checkpoints)
 
@@ -193,14 +191,9 @@ def table(results: Sequence[Mapping[str, Any]], columns: Sequence[str], *,
           labels: Mapping[str, str] | None = None, group_title: str = 'run',
           baseline: str | None = None) -> str:
   """Markdown, one row per group (mean ± std over its seeds), groups renamed by `labels`; with
-  a `baseline` group, each row's paired difference from it (sweep.paired_deltas)."""
-  label = lambda group: (labels or {}).get(group, group)
-  rows = [{**row, 'group': label(row['group'])} for row in sweep.aggregate(results, columns)]
-  deltas = None
-  if baseline:
-    deltas = {label(g): d for g, d in sweep.paired_deltas(results, columns[0], baseline).items()}
-  return sweep.markdown_table(rows, columns, group_title=group_title,
-                              baseline=label(baseline) if baseline else None, deltas=deltas)
+  a `baseline` group, each row's paired difference from it (sweep.results_table)."""
+  return sweep.results_table(results, columns, group_title=group_title, baseline=baseline,
+                             labels=labels)
 
 
 def summary(results: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict[str, Any]:

@@ -42,16 +42,17 @@ from tl_jax.sweep.grid import (NAME_KEY, SEED_KEY, Overrides, Run, SweepError, _
 from tl_jax.sweep.measure import execute, state_costs, step_times
 from tl_jax.sweep.results import (RESULT_FILE, _jsonable, collect, is_finished, jsonable,
                                   read_history, read_result, run_result, write_result)
-from tl_jax.sweep.runner import RUNNERS, SweepSpec, run_sweep
+from tl_jax.sweep.runner import RUNNERS, SweepSpec, report_only, run_sweep
 from tl_jax.sweep.tables import (COLUMN_TITLES, DEFAULT_COLUMNS, T95, aggregate, ci95,
-                                 format_delta, markdown_table, paired_deltas, t95, value,
-                                 write_outputs)
+                                 format_delta, markdown_table, paired_deltas, results_table,
+                                 t95, value, write_outputs)
 
 __all__ = [
     'COLUMN_TITLES', 'DEFAULT_COLUMNS', 'NAME_KEY', 'Overrides', 'RESULT_FILE', 'RUNNERS', 'Run',
     'SEED_KEY', 'SweepError', 'SweepSpec', 'T95', 'aggregate', 'apply_overrides', 'axis', 'chain',
     'ci95', 'collect', 'execute', 'expand', 'format_delta', 'is_finished', 'jsonable',
     'load_sweep_file', 'main', 'markdown_table', 'paired_deltas', 'product', 'read_history',
-    'read_result', 'run_result', 'run_name', 'run_sweep', 'shard', 'slug', 'state_costs',
+    'read_result', 'report_only', 'results_table', 'run_result', 'run_name', 'run_sweep',
+    'shard', 'slug', 'state_costs',
     'step_times', 't95', 'value', 'write_outputs', 'write_result',
 ]

@@ -15,9 +15,7 @@ from collections.abc import Sequence
 from tl_jax import config_overrides
 from tl_jax.sweep import grid
 from tl_jax.sweep import measure
-from tl_jax.sweep import results as results_lib
 from tl_jax.sweep import runner
-from tl_jax.sweep import tables
 
 DESCRIPTION = 'Sweeps: one base config, a list of overrides, one run (and workdir) per override.'
 
@@ -52,15 +50,10 @@ def main(argv: Sequence[str] | None = None, prog: str = 'python -m tl_jax.sweep'
       measure.execute(runs[args.run], pathlib.Path(args.sweepdir) / args.run)
       return 0
     if args.report_only:
-      runs = spec.runs()
-      for line in results_lib.changed_runs(runs, args.sweepdir):
-        print(f'WARNING: trained with another config than the sweep gives now: {line}',
-              file=sys.stderr)
-      results = results_lib.collect(runs, args.sweepdir)
-      print(tables.write_outputs(results, args.sweepdir, **spec.table_settings()))
-      return 0
-    runner.run_sweep(spec, args.sweepdir, only=args.only, runner=args.runner,
-                     prune_checkpoints=args.prune_checkpoints, verbose=args.verbose)
+      runner.report_only(spec, args.sweepdir, printer=lambda line: print(line, file=sys.stderr))
+    else:
+      runner.run_sweep(spec, args.sweepdir, only=args.only, runner=args.runner,
+                       prune_checkpoints=args.prune_checkpoints, verbose=args.verbose)
     print(f'\n{pathlib.Path(args.sweepdir) / "table.md"}:\n')
     print((pathlib.Path(args.sweepdir) / 'table.md').read_text())
     return 0

@@ -149,9 +149,27 @@ def run_sweep(spec: SweepSpec, sweepdir: str | os.PathLike, *, only: str | None 
     timing = f', median step {median * 1e3:.0f} ms' if median else ''
     printer(f'    done {run.name}: ' + '  '.join(f'{k} {v:.4f}' for k, v in sorted(accs.items()))
             + f'  ({result["wall_s"]:.0f} s{timing})')
-  results = results_lib.collect(runs, sweepdir)
-  tables.write_outputs(results, sweepdir, **spec.table_settings())
+  results = _write_report(spec, runs, sweepdir)
   if failed:
     raise grid.SweepError(f'{len(failed)} run(s) failed: {", ".join(failed)}; see '
                           f'{sweepdir / "logs"}; rerun the same command to retry them')
+  return results
+
+
+def report_only(spec: SweepSpec, sweepdir: str | os.PathLike, *,
+                printer: Callable[[str], None] = print) -> list[dict]:
+  """--report_only: the tables of the finished runs, nothing trained. A run trained with
+  another config than the sweep gives it now is named (its row is what it was trained as)."""
+  runs = spec.runs()
+  for line in results_lib.changed_runs(runs, sweepdir):
+    printer(f'WARNING: trained with another config than the sweep gives now: {line}')
+  return _write_report(spec, runs, sweepdir)
+
+
+def _write_report(spec: SweepSpec, runs: list[grid.Run],
+                  sweepdir: str | os.PathLike) -> list[dict]:
+  """Every run's result (sweep order) into runs.json/.csv and table.md, laid out as the sweep
+  file says (BASELINE, COLUMNS)."""
+  results = results_lib.collect(runs, sweepdir)
+  tables.write_outputs(results, sweepdir, **spec.table_settings())
   return results

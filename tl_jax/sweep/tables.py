@@ -161,6 +161,21 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = D
   return '\n'.join(lines)
 
 
+def results_table(results: Sequence[Mapping[str, Any]], columns: Sequence[str], *,
+                  group_title: str = 'run', baseline: str | None = None,
+                  labels: Mapping[str, str] | None = None) -> str:
+  """The markdown table of a sweep's results: one row per group (mean ± std over its seeds),
+  with `baseline`, each row's paired difference from it in the first column; groups renamed by
+  `labels`."""
+  label = lambda group: (labels or {}).get(group, group)
+  rows = [{**row, 'group': label(row['group'])} for row in aggregate(results, columns)]
+  deltas = None
+  if baseline:
+    deltas = {label(g): d for g, d in paired_deltas(results, columns[0], baseline).items()}
+  return markdown_table(rows, columns, group_title=group_title,
+                        baseline=label(baseline) if baseline else None, deltas=deltas)
+
+
 def write_outputs(results: Sequence[Mapping[str, Any]], outdir: str | os.PathLike,
                   columns: Sequence[str] = DEFAULT_COLUMNS, *, group_title: str = 'run',
                   prefix: str = '', baseline: str | None = None) -> str:
@@ -182,8 +197,6 @@ def write_outputs(results: Sequence[Mapping[str, Any]], outdir: str | os.PathLik
       writer.writerow([r.get(k, '') for k in scalar_keys] +
                       [r.get('final', {}).get(k, '') for k in metric_keys] +
                       [json.dumps(r.get('overrides', {}))])
-  deltas = paired_deltas(results, columns[0], baseline) if baseline else None
-  table = markdown_table(aggregate(results, columns), columns, group_title=group_title,
-                         baseline=baseline, deltas=deltas)
+  table = results_table(results, columns, group_title=group_title, baseline=baseline)
   (outdir / f'{prefix}table.md').write_text(table + '\n')
   return table

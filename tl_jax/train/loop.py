@@ -365,8 +365,7 @@ def train(config: mlc.ConfigDict, workdir: str, *, overwrite: bool = False) -> d
       if step == start + 1:  # multi-host: each host reads only its rows of the global batch
         logging.info('Process %d of %d reads %d of the %d rows of each global batch.',
                      jax.process_index(), jax.process_count(),
-                     batch.shapes['target'][next(iter(batch.shapes['target']))][0],
-                     config.data.batch_size)
+                     batch.rows, config.data.batch_size)
       state = faults.at('before_step', step, state=state)  # no-op unless a test armed it
       state, metrics = core.train_step(state, batch)
       faults.at('step', step)

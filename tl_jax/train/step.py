@@ -42,6 +42,11 @@ class DeviceBatch:
   shapes: Mapping[str, Mapping[str, tuple[int, ...]]]  # role -> key -> host shape
   data_state: Any = None
 
+  @property
+  def rows(self) -> int:
+    """Target rows of this process's share of the global batch."""
+    return next(iter(self.shapes['target'].values()))[0]
+
 
 class StepConfigError(errors.TlJaxError, ValueError):
   """A training-step setting that cannot be used."""
